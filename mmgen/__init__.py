@@ -1,0 +1,53 @@
+"""mmgen: add a modality to an LLM from a YAML spec, and train it on packed batches.
+
+``import mmgen`` stays cheap: the public classes below are resolved on first use, so torch and
+transformers are imported only by code that needs them (``mmgen --help`` never does).
+"""
+
+from importlib import import_module
+
+from mmgen.constants import (
+    MODALITIES_KEY,
+    MODALITY_TYPE_KEY,
+    MODALITY_VALUE_KEY,
+    NUM_EMBEDDINGS_KEY,
+)
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it (imported lazily, see __getattr__)
+_LAZY = {
+    "BaseModalityLoader": "mmgen.modality",
+    "BaseModalityConfig": "mmgen.modality",
+    "BaseModalityProcessor": "mmgen.modality",
+    "BaseModality": "mmgen.modality",
+    "AutoModalityLoader": "mmgen.registry",
+    "AutoModality": "mmgen.registry",
+    "LinearProjector": "mmgen.projectors",
+    "MLPProjector": "mmgen.projectors",
+    "MultimodalConfig": "mmgen.model",
+    "MultimodalModel": "mmgen.model",
+    "MultimodalProcessor": "mmgen.data.processor",
+}
+
+__all__ = [
+    "MODALITIES_KEY",
+    "MODALITY_TYPE_KEY",
+    "MODALITY_VALUE_KEY",
+    "NUM_EMBEDDINGS_KEY",
+    "__version__",
+    *_LAZY,
+]
+
+
+def __getattr__(name: str):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'mmgen' has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

@@ -1,0 +1,24 @@
+"""The ``mmgen`` command line. One module per command; none imports torch at module level."""
+
+from __future__ import annotations
+
+import typer
+
+from mmgen.cli import bench, doctor
+from mmgen.cli.app import MmgenGroup
+
+app = typer.Typer(
+    name="mmgen",
+    cls=MmgenGroup,
+    help="Add a modality to an LLM from a YAML spec, and train it on packed batches.",
+    context_settings={"help_option_names": ["-h", "--help"]},
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.command("doctor")(doctor.doctor)
+app.add_typer(bench.app, name="bench")
+
+
+def main() -> None:
+    app(prog_name="mmgen")

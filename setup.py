@@ -1,0 +1,106 @@
+"""Builds mmgen and its compiled torch extension ``mmgen._C``.
+
+    pip install --no-build-isolation -e .      # build isolation would fetch a second torch
+
+Environment switches (read in this file):
+  MMGEN_CUDA=0|1     1: build the CUDA kernels in csrc/cuda/ (fails when no CUDA toolchain);
+                     0: CPU only. Unset: CUDA when torch has CUDA and nvcc is found.
+  MMGEN_CUDA_ARCH    compute capabilities for the CUDA build (default "8.0;9.0").
+  MMGEN_DEBUG=1      -O0 -g instead of -O3.
+  MAX_JOBS           parallel compile jobs (read by torch's ninja build).
+"""
+
+import datetime
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import torch
+from setuptools import find_packages, setup
+from torch.utils import cpp_extension
+
+ROOT = Path(__file__).parent.resolve()
+sys.path.insert(0, str(ROOT))
+from mmgen.buildinfo import source_hash  # noqa: E402  (mmgen/ is importable without torch)
+
+
+def cuda_toolchain() -> str | None:
+    """Why CUDA cannot be built here, or None when it can."""
+    if torch.version.cuda is None:
+        return f"torch {torch.__version__} is a CPU-only build"
+    home = cpp_extension.CUDA_HOME
+    if home is None or not (Path(home) / "bin" / "nvcc").exists():
+        return "nvcc not found (set CUDA_HOME, e.g. CUDA_HOME=/usr/local/cuda-13.0)"
+    return None
+
+
+def want_cuda() -> bool:
+    switch = os.environ.get("MMGEN_CUDA", "").strip()
+    if switch not in ("", "0", "1"):
+        sys.exit(f"MMGEN_CUDA must be 0 or 1, got {switch!r}")
+    missing = cuda_toolchain()
+    if switch == "1" and missing:
+        sys.exit(f"MMGEN_CUDA=1 but the CUDA kernels cannot be built: {missing}")
+    return switch == "1" or (switch == "" and missing is None)
+
+
+def write_build_info(with_cuda: bool, arch: str) -> Path:
+    """A generated header that bakes what this build was made from into the library."""
+    info = {
+        "torch_version": torch.__version__,
+        "cuda": with_cuda,
+        "cuda_version": torch.version.cuda if with_cuda else None,
+        "cuda_arch": arch if with_cuda else None,
+        "debug": os.environ.get("MMGEN_DEBUG") == "1",
+        "source_hash": source_hash(ROOT),
+        "built_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+    out = ROOT / "build" / "generated"
+    (out / "mmgen").mkdir(parents=True, exist_ok=True)
+    header = out / "mmgen" / "build_info.h"
+    text = f'#pragma once\nconstexpr const char* kBuildInfo = R"json({json.dumps(info)})json";\n'
+    if not header.exists() or header.read_text() != text:
+        header.write_text(text)
+    return out
+
+
+def extension():
+    with_cuda = want_cuda()
+    arch = os.environ.get("MMGEN_CUDA_ARCH", "8.0;9.0")
+    sources = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "csrc").glob("*.cpp"))
+    sources += sorted(str(p.relative_to(ROOT)) for p in (ROOT / "csrc" / "cpu").glob("*.cpp"))
+    opt = ["-O0", "-g"] if os.environ.get("MMGEN_DEBUG") == "1" else ["-O3"]
+    include_dirs = [str(ROOT / "csrc" / "include"), str(write_build_info(with_cuda, arch))]
+    cxx = ["-std=c++17", *opt, "-fopenmp", "-DMMGEN_WITH_CUDA=" + ("1" if with_cuda else "0")]
+    kwargs = {"extra_link_args": ["-fopenmp"]}
+    if not with_cuda:
+        return cpp_extension.CppExtension(
+            "mmgen._C",
+            sources,
+            include_dirs=include_dirs,
+            extra_compile_args={"cxx": cxx},
+            **kwargs,
+        )
+    os.environ["TORCH_CUDA_ARCH_LIST"] = arch
+    sources += sorted(str(p.relative_to(ROOT)) for p in (ROOT / "csrc" / "cuda").glob("*.cu"))
+    # pip's CUDA wheels keep headers such as cusparse.h (needed by ATen/cuda) beside torch
+    nvidia = Path(torch.__file__).parent.parent / "nvidia"
+    include_dirs += [str(p) for p in sorted(nvidia.glob("cu*/include"))]
+    nvcc = [*opt, "-std=c++17", "--expt-relaxed-constexpr", "-DMMGEN_WITH_CUDA=1"]
+    return cpp_extension.CUDAExtension(
+        "mmgen._C", sources, include_dirs=include_dirs,
+        extra_compile_args={"cxx": cxx, "nvcc": nvcc}, **kwargs,
+    )  # fmt: skip
+
+
+if shutil.which("ninja") is None:
+    print("note: ninja not found; the build falls back to a slow serial compile", file=sys.stderr)
+setup(
+    # templates/ and specs/ sit at the top of the repository and ship inside the package
+    packages=[*find_packages(include=["mmgen", "mmgen.*"]), "mmgen.templates", "mmgen.specs"],
+    package_dir={"mmgen.templates": "templates", "mmgen.specs": "specs"},
+    ext_modules=[extension()],
+    cmdclass={"build_ext": cpp_extension.BuildExtension},
+)
