@@ -1,0 +1,1 @@
+"""Benchmarks behind ``mmgen bench``: each builds its inputs once and prints one table."""

@@ -1,0 +1,1 @@
+"""The data side: reading datasets, the multimodal processor, packing and collating."""

@@ -1,0 +1,45 @@
+"""The batch contract between the data side (collators) and ``MultimodalModel.forward``.
+
+Packed layout (what the packed collator yields; one pack = several samples laid end to end):
+
+    input_ids     int64 (T,)   token ids; every position of a modality item holds that
+                               modality's placeholder id (``num_embeddings`` positions per item)
+    labels        int64 (T,)   -100 where no loss is taken: non-assistant turns, placeholders,
+                               and the first token of every sample (so no sample is predicted
+                               from the one packed before it)
+    position_ids  int64 (T,)   restart at 0 for every sample
+    cu_seqlens    int32 (N+1,) sample boundaries, starting at 0 and ending at T
+    max_seqlen    int          longest sample in the pack (a host int, never a tensor)
+    modalities    {name: ModalityBatch}  keyed by modality name (the dataset's "type")
+    sample_ids    list[str]    dataset ids of the N samples, for error messages
+
+Padded layout (the baseline, HF-style): ``input_ids``/``labels`` are (B, S) with an
+``attention_mask`` (B, S) instead of ``cu_seqlens``/``max_seqlen``/``position_ids``.
+
+The i-th placeholder run of a modality in row-major token order takes ``values[i]``; the model
+checks that its encoder produced exactly ``num_embeddings[i]`` rows for it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, TypedDict
+
+if TYPE_CHECKING:
+    import torch
+
+
+class ModalityBatch(TypedDict):
+    values: list[torch.Tensor]  # processed items, in placeholder order over the whole batch
+    num_embeddings: list[int]  # rows each item must become
+    sample_index: list[int]  # which sample (0..N-1, or batch row) each item belongs to
+
+
+class PackedBatch(TypedDict, total=False):
+    input_ids: torch.Tensor
+    labels: torch.Tensor
+    position_ids: torch.Tensor
+    cu_seqlens: torch.Tensor
+    max_seqlen: int
+    attention_mask: torch.Tensor
+    modalities: dict[str, ModalityBatch]
+    sample_ids: list[str]

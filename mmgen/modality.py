@@ -1,0 +1,163 @@
+"""The four-class modality recipe: loader, config, processor and modality (encoder + projector).
+
+Names and signatures follow MultiMeditron's "adding a new modality" walkthrough, so code written
+for it runs on mmgen with only its imports changed:
+
+- a loader turns a dataset entry ``{"type": ..., "value": ...}`` into a raw modality (a PIL image,
+  a waveform, ...). Loaders are model-agnostic: ``raw-audio`` serves every audio model.
+- a config (a ``transformers.PretrainedConfig``) configures the processor and the modality.
+- a processor turns the raw modality into a tensor and says how many LLM embeddings it becomes.
+- a modality (a ``transformers.PreTrainedModel``) runs a pretrained encoder and a projector into
+  the LLM's embedding space.
+"""
+
+from __future__ import annotations
+
+import functools
+from abc import ABC, abstractmethod
+from typing import Any
+
+import torch
+from transformers import PretrainedConfig, PreTrainedModel
+
+
+class BaseModalityLoader(ABC):
+    """Loads one dataset entry's ``value`` into a raw modality. Register subclasses with
+    ``@AutoModalityLoader.register("raw-<type>")``; loaders are callable as ``loader(sample)``.
+    """
+
+    #: the registry name, set by ``AutoModalityLoader.register``
+    name: str | None = None
+
+    def __init__(self, **options: Any) -> None:
+        self.options = options
+
+    @abstractmethod
+    def load(self, sample: dict[str, Any]) -> Any:
+        """Return the raw modality for ``sample`` (a dict holding the ``"value"`` key)."""
+
+    def __call__(self, sample: dict[str, Any]) -> Any:
+        return self.load(sample)
+
+
+class BaseModalityConfig(PretrainedConfig):
+    """Configures a modality and its processor.
+
+    Args:
+        hidden_size: width of the projected embeddings, i.e. the LLM's hidden size.
+        max_batch_size: most modality items the encoder sees in one forward call.
+        modality_type: the kind of data (``"image"``, ``"audio"``, ...); the loader default.
+        **kwargs: any JSON-serialisable fields, kept on the config.
+    """
+
+    model_type = "mmgen_modality"
+
+    def __init__(
+        self,
+        hidden_size: int = 1024,
+        max_batch_size: int = 32,
+        modality_type: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        # MultiMeditron's walkthrough passes its extra arguments as ``kwargs=kwargs``
+        kwargs.update(kwargs.pop("kwargs", None) or {})
+        self.hidden_size = hidden_size
+        self.max_batch_size = max_batch_size
+        self.modality_type = modality_type
+        super().__init__(**kwargs)
+
+
+class BaseModalityProcessor(ABC):
+    """Turns a loaded modality into the tensor its modality consumes.
+
+    ``process`` receives the dataset entry with the raw modality under ``MODALITY_VALUE_KEY`` and
+    returns a copy holding the tensor there and the number of LLM embeddings it becomes under
+    ``NUM_EMBEDDINGS_KEY``.
+    """
+
+    def __init__(self, config: BaseModalityConfig) -> None:
+        self.config = config
+
+    @abstractmethod
+    def process(self, modality: dict[str, Any]) -> dict[str, Any]:
+        """Return ``modality`` with its value processed and ``num_embeddings`` set."""
+
+    def __call__(self, modality: dict[str, Any]) -> dict[str, Any]:
+        return self.process(modality)
+
+
+class BaseModality(PreTrainedModel):
+    """A pretrained encoder plus a projector into the LLM's embedding space.
+
+    Subclasses set ``config_class`` and ``preprocessor_class`` and implement ``forward``, which
+    takes a list of processed tensors (at most ``config.max_batch_size``) and returns either a
+    ``(B, N, hidden_size)`` tensor or a list of ``(N_i, hidden_size)`` tensors, one per input.
+
+    The freeze helpers assume the projector is ``self.projector`` and treat every other
+    parameter as the modality embedder; override them when that does not hold.
+    """
+
+    config_class = BaseModalityConfig
+    preprocessor_class: type[BaseModalityProcessor] | None = None
+    base_model_prefix = "modality"
+    main_input_name = "inputs"
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "__init__" in cls.__dict__:
+            cls.__init__ = _post_init_after(cls.__dict__["__init__"])
+
+    def __init__(self, config: BaseModalityConfig, *args: Any, **kwargs: Any) -> None:
+        super().__init__(config, *args, **kwargs)
+
+    @abstractmethod
+    def forward(self, inputs: list[torch.Tensor]) -> torch.Tensor | list[torch.Tensor]:
+        """Encode and project ``inputs``; see the class docstring for the shapes."""
+
+    def _projector_parameters(self) -> list[torch.nn.Parameter]:
+        projector = getattr(self, "projector", None)
+        if projector is None:
+            raise AttributeError(
+                f"{type(self).__name__} has no `projector`; override the freeze methods"
+            )
+        return list(projector.parameters())
+
+    def _embedder_parameters(self) -> list[torch.nn.Parameter]:
+        projector_ids = {id(p) for p in self._projector_parameters()}
+        return [p for p in self.parameters() if id(p) not in projector_ids]
+
+    def freeze_modality_embedder(self) -> None:
+        for parameter in self._embedder_parameters():
+            parameter.requires_grad = False
+
+    def unfreeze_modality_embedder(self) -> None:
+        for parameter in self._embedder_parameters():
+            parameter.requires_grad = True
+
+    def freeze_projection(self) -> None:
+        for parameter in self._projector_parameters():
+            parameter.requires_grad = False
+
+    def unfreeze_projection(self) -> None:
+        for parameter in self._projector_parameters():
+            parameter.requires_grad = True
+
+
+def _post_init_after(init):
+    """Wrap a subclass ``__init__`` so transformers' ``post_init`` runs once, after the outermost
+    ``__init__`` returns: walkthrough-style modalities never call it, and transformers 5 cannot
+    load a model whose ``post_init`` did not run.
+    """
+
+    @functools.wraps(init)
+    def wrapped(self, *args: Any, **kwargs: Any) -> None:
+        depth = self.__dict__.get("_mmgen_init_depth", 0)
+        object.__setattr__(self, "_mmgen_init_depth", depth + 1)
+        try:
+            init(self, *args, **kwargs)
+        finally:
+            object.__setattr__(self, "_mmgen_init_depth", depth)
+        if depth == 0:
+            self.post_init()
+
+    return wrapped

@@ -1,0 +1,130 @@
+"""Registries: ``AutoModalityLoader`` (loaders by name) and ``AutoModality`` (modalities by name,
+also registered with transformers' ``AutoConfig`` / ``AutoModel``).
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any, ClassVar, TypeVar
+
+from transformers import AutoConfig, AutoModel
+
+from mmgen.modality import BaseModality, BaseModalityConfig, BaseModalityLoader
+
+T = TypeVar("T")
+
+
+def _same_class(a: type, b: type) -> bool:
+    # a module imported twice (tests, notebooks) re-creates its classes: allow re-registration
+    return a is b or (a.__module__, a.__qualname__) == (b.__module__, b.__qualname__)
+
+
+def _unknown(kind: str, name: str, known: dict[str, Any]) -> KeyError:
+    hint = difflib.get_close_matches(name, known, n=1)
+    suggestion = f"; did you mean {hint[0]!r}?" if hint else ""
+    return KeyError(f"unknown {kind} {name!r}{suggestion} (registered: {', '.join(sorted(known))})")
+
+
+class AutoModalityLoader:
+    """``@AutoModalityLoader.register("raw-image")`` on a loader class; ``from_name`` builds one."""
+
+    _registry: ClassVar[dict[str, type[BaseModalityLoader]]] = {}
+
+    def __init__(self) -> None:
+        raise TypeError("use AutoModalityLoader.from_name(name)")
+
+    @classmethod
+    def register(cls, name: str):
+        def decorator(loader_cls: type[T]) -> type[T]:
+            if not (isinstance(loader_cls, type) and issubclass(loader_cls, BaseModalityLoader)):
+                raise TypeError(f"{loader_cls!r} must subclass BaseModalityLoader")
+            existing = cls._registry.get(name)
+            if existing is not None and not _same_class(existing, loader_cls):
+                raise ValueError(
+                    f"loader name {name!r} is already registered by {existing.__qualname__}"
+                )
+            loader_cls.name = name
+            cls._registry[name] = loader_cls
+            return loader_cls
+
+        return decorator
+
+    @classmethod
+    def from_name(cls, name: str, **kwargs: Any) -> BaseModalityLoader:
+        if name not in cls._registry:
+            raise _unknown("modality loader", name, cls._registry)
+        return cls._registry[name](**kwargs)
+
+    @classmethod
+    def names(cls) -> list[str]:
+        return sorted(cls._registry)
+
+
+class AutoModality:
+    """``@AutoModality.register("name")`` on a ``BaseModality`` subclass.
+
+    Registration sets ``config_class.model_type = name`` and registers the pair with
+    transformers' ``AutoConfig`` and ``AutoModel``, so ``AutoModel.from_pretrained`` finds it.
+    """
+
+    _registry: ClassVar[dict[str, type[BaseModality]]] = {}
+
+    def __init__(self) -> None:
+        raise TypeError("use AutoModality.from_config(config) or .from_pretrained(path)")
+
+    @classmethod
+    def register(cls, name: str):
+        def decorator(modality_cls: type[T]) -> type[T]:
+            if not (isinstance(modality_cls, type) and issubclass(modality_cls, BaseModality)):
+                raise TypeError(f"{modality_cls!r} must subclass BaseModality")
+            config_cls = modality_cls.config_class
+            if config_cls is BaseModalityConfig:
+                raise TypeError(
+                    f"{modality_cls.__qualname__}.config_class must be its own BaseModalityConfig"
+                    " subclass (registration sets its model_type)"
+                )
+            if modality_cls.preprocessor_class is None:
+                raise TypeError(f"{modality_cls.__qualname__} must set preprocessor_class")
+            existing = cls._registry.get(name)
+            if existing is not None and not _same_class(existing, modality_cls):
+                raise ValueError(
+                    f"modality name {name!r} is already registered by {existing.__qualname__}"
+                )
+            config_cls.model_type = name
+            cls._registry[name] = modality_cls
+            AutoConfig.register(name, config_cls, exist_ok=True)
+            AutoModel.register(config_cls, modality_cls, exist_ok=True)
+            return modality_cls
+
+        return decorator
+
+    @classmethod
+    def get(cls, name: str) -> type[BaseModality]:
+        if name not in cls._registry:
+            raise _unknown("modality", name, cls._registry)
+        return cls._registry[name]
+
+    @classmethod
+    def names(cls) -> list[str]:
+        return sorted(cls._registry)
+
+    @classmethod
+    def config_from_dict(cls, config: dict[str, Any], **kwargs: Any) -> BaseModalityConfig:
+        if "model_type" not in config:
+            raise KeyError("a modality config dict needs its 'model_type' (the registered name)")
+        return cls.get(config["model_type"]).config_class.from_dict(config, **kwargs)
+
+    @classmethod
+    def from_config(
+        cls, config: BaseModalityConfig | dict[str, Any], **kwargs: Any
+    ) -> BaseModality:
+        if isinstance(config, dict):
+            config = cls.config_from_dict(config)
+        return cls.get(config.model_type)(config, **kwargs)
+
+    @classmethod
+    def from_pretrained(cls, path: str, **kwargs: Any) -> BaseModality:
+        model = AutoModel.from_pretrained(path, **kwargs)
+        if not isinstance(model, BaseModality):
+            raise TypeError(f"{path} holds a {type(model).__name__}, not a registered modality")
+        return model
