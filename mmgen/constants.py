@@ -4,3 +4,16 @@ MODALITY_VALUE_KEY = "value"
 NUM_EMBEDDINGS_KEY = "num_embeddings"
 MODALITY_TYPE_KEY = "type"
 MODALITIES_KEY = "modalities"
+
+# Placeholder ids live outside every vocabulary (the fused merge never looks them up in the
+# embedding table, so no resize is needed): the k-th modality of a model, in config order,
+# uses PLACEHOLDER_ID_BASE - k unless the config says otherwise.
+PLACEHOLDER_ID_BASE = -1000
+
+
+def default_placeholder_id(index: int) -> int:
+    return PLACEHOLDER_ID_BASE - index
+
+
+def default_placeholder_token(name: str) -> str:
+    return f"<{name}>"
