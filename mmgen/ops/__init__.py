@@ -7,3 +7,8 @@ per op, a fake kernel (meta tensors, ``torch.compile``) and autograd where the o
 from mmgen.extension import load as _load
 
 _load()
+
+# --- fused embedding merge ---
+from mmgen.ops.merge import packed_merge  # noqa: E402  (needs the ops loaded above)
+
+__all__ = ["packed_merge"]
