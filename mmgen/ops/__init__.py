@@ -7,3 +7,12 @@ per op, a fake kernel (meta tensors, ``torch.compile``) and autograd where the o
 from mmgen.extension import load as _load
 
 _load()
+
+from mmgen.ops.varlen import (  # noqa: E402, F401  (re-exported; needs _load() first)
+    VarlenMetadata,
+    block_diagonal_causal_mask,
+    pad_varlen,
+    plan_packs,
+    unpad_varlen,
+    varlen_metadata,
+)
