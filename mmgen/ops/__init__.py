@@ -24,8 +24,8 @@ from mmgen.ops.varlen import (  # noqa: E402  (needs the ops loaded above)
 __all__ = [
     "VarlenMetadata",
     "block_diagonal_causal_mask",
-    "pad_varlen",
     "packed_merge",
+    "pad_varlen",
     "plan_packs",
     "unpad_varlen",
     "varlen_metadata",
