@@ -19,6 +19,12 @@ app = typer.Typer(
 app.command("doctor")(doctor.doctor)
 app.add_typer(bench.app, name="bench")
 
+# train: the training loop and the offline demo data
+from mmgen.cli import demo_data, train  # noqa: E402
+
+app.command("train")(train.train)
+app.command("demo-data")(demo_data.demo_data)
+
 
 def main() -> None:
     app(prog_name="mmgen")

@@ -1,0 +1,229 @@
+"""From a training config to the objects a run needs: the project's modalities registered, the
+tokenizer, the MultimodalModel (LLM + modalities), the MultimodalProcessor and the datasets.
+
+Every user mistake found here is a ``ConfigError`` naming the config line (``file:line: key``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mmgen.train.config import TrainConfig
+from mmgen.train.distributed import World, barrier
+from mmgen.train.random_init import random_init_fields
+
+
+@dataclass
+class Parts:
+    model: Any  # MultimodalModel
+    tokenizer: Any
+    processor: Any  # MultimodalProcessor
+    train: Any  # MultimodalDataset
+    eval: Any | None
+    test: Any | None  # a row source (generation prompts are processed on the fly)
+
+
+def register_project(config: TrainConfig) -> str | None:
+    """Import ``<package>.modalities`` of the project so its generated modalities register."""
+    package = config.package or _package_from_pyproject(config.root)
+    if package is None:
+        return None
+    if str(config.root) not in sys.path:
+        sys.path.insert(0, str(config.root))
+    try:
+        importlib.import_module(f"{package}.modalities")
+    except ModuleNotFoundError as exc:
+        if exc.name not in (package, f"{package}.modalities"):
+            raise
+        message = f"cannot import {package}.modalities from {config.root}"
+        raise config.error(("package",), message) from None
+    return package
+
+
+_PACKAGE_LINE = re.compile(r'^\[tool\.mmgen\][^\[]*?^package\s*=\s*"([^"]+)"', re.M | re.S)
+
+
+def _package_from_pyproject(root: Path) -> str | None:
+    # `package = "..."` under [tool.mmgen], as `mmgen init` writes it (tomllib needs 3.11)
+    pyproject = root / "pyproject.toml"
+    found = _PACKAGE_LINE.search(pyproject.read_text("utf-8")) if pyproject.is_file() else None
+    return found.group(1) if found else None
+
+
+def load_tokenizer(config: TrainConfig):
+    from transformers import AutoTokenizer
+
+    source = config.model.tokenizer or config.model.llm or config.model.init_from
+    key = "tokenizer" if config.model.tokenizer else ("llm" if config.model.llm else "init_from")
+    if source is None:
+        raise config.error(("model",), "set model.tokenizer (a random-init LLM has none)")
+    try:
+        return AutoTokenizer.from_pretrained(config.name_or_path(source))
+    except (OSError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        message = f"cannot load a tokenizer from {source!r}: {first}"
+        raise config.error(("model", key), message) from None
+
+
+def build_model(config: TrainConfig, tokenizer: Any, world: World):
+    """The MultimodalModel the config describes, in float32 on the CPU (moved later)."""
+    from mmgen.model import MultimodalModel
+
+    section = config.model
+    if section.init_from is not None:
+        path = config.path(section.init_from)
+        if not path.is_dir():
+            raise config.error(("model", "init_from"), f"folder not found: {path}")
+        return load_model(path, config)
+    torch.manual_seed(config.seed)  # the same random init on every rank and every run
+    llm = _language_model(config, tokenizer, section.attn_implementation)
+    hidden = llm.get_input_embeddings().weight.shape[-1]
+    modalities, tokens = {}, {}
+    for name in config.modalities:
+        modalities[name] = _modality(config, name, hidden, world)
+        placeholder = getattr(modalities[name].config, "placeholder", None)
+        if isinstance(placeholder, str) and placeholder:
+            tokens[name] = placeholder
+    model = MultimodalModel(language_model=llm, modalities=modalities, placeholder_tokens=tokens)
+    model.config.tokenizer = None  # saved beside the model instead
+    return model.train()
+
+
+def load_model(path: Path, config: TrainConfig):
+    """A saved MultimodalModel (a checkpoint's ``model/``), ready to train."""
+    from mmgen.model import MultimodalModel
+
+    attn = config.model.attn_implementation
+    return MultimodalModel.from_pretrained(path, attn_implementation=attn).train()
+
+
+def _language_model(config: TrainConfig, tokenizer: Any, attn: str):
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    section = config.model
+    if section.llm is not None:
+        try:
+            return AutoModelForCausalLM.from_pretrained(
+                config.name_or_path(section.llm), attn_implementation=attn, dtype=torch.float32
+            )
+        except (OSError, ValueError) as exc:
+            first = str(exc).strip().splitlines()[0]
+            raise config.error(("model", "llm"), f"cannot load {section.llm!r}: {first}") from None
+    options = dict(section.llm_config or {})
+    model_type = options.pop("model_type")
+    # the vocabulary and special ids come from the tokenizer unless the config sets them
+    options.setdefault("vocab_size", len(tokenizer))
+    for key in ("pad_token_id", "bos_token_id", "eos_token_id"):
+        if getattr(tokenizer, key, None) is not None:
+            options.setdefault(key, getattr(tokenizer, key))
+    try:
+        llm_config = AutoConfig.for_model(model_type, **options)
+    except (ValueError, TypeError) as exc:
+        raise config.error(("model", "llm_config"), str(exc).splitlines()[0]) from None
+    return AutoModelForCausalLM.from_config(llm_config, attn_implementation=attn)
+
+
+def _modality(config: TrainConfig, name: str, hidden: int, world: World):
+    from mmgen.registry import AutoModality
+
+    section = config.modalities[name]
+    kind = section.type or name
+    try:
+        modality_class = AutoModality.get(kind)
+    except KeyError as exc:
+        hint = f"; generate it with `mmgen new-modality {kind}` in the project"
+        raise config.error(("modalities", name), f"{exc.args[0]}{hint}") from None
+    fields = dict(section.config)
+    given = fields.get("hidden_size")
+    if given is not None and given != hidden:
+        raise config.error(
+            ("modalities", name, "config", "hidden_size"),
+            f"{given}, but the LLM's hidden size is {hidden} (leave hidden_size out: mmgen sets"
+            " it from the LLM)",
+        )
+    fields["hidden_size"] = hidden
+    if section.random_init is not None:
+        folder = config.path(config.output_dir) / "random_init" / name
+        fields.update(
+            random_init_fields(config, name, kind, section.random_init, folder, write=world.main)
+        )
+        barrier()  # other ranks read what rank 0 wrote
+    try:
+        modality_config = modality_class.config_class(**fields)
+        return modality_class(modality_config)
+    except (TypeError, ValueError, OSError) as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise config.error(("modalities", name, "config"), f"{kind}: {first}") from None
+
+
+def build_processor(config: TrainConfig, model: Any, tokenizer: Any):
+    from mmgen.registry import AutoModalityLoader
+
+    loaders = {}
+    for name, modality in model.modalities.items():
+        options = getattr(modality.config, "loader_options", None)
+        if options:  # generated modalities keep their loader's options in the config
+            loaders[name] = AutoModalityLoader.from_name(modality.config.loader, **options)
+    data = config.data
+    return model.build_processor(
+        tokenizer,
+        loaders=loaders,
+        max_length=data.max_length,
+        truncation=data.truncation,
+        on_error=data.on_error,
+        chat_template=data.chat_template,
+    )
+
+
+def load_split(config: TrainConfig, processor: Any, split: str):
+    """A ``MultimodalDataset`` of ``data.<split>`` (scanned once: lengths for packing)."""
+    from mmgen.data.dataset import MultimodalDataset
+
+    path = data_path(config, split)
+    with _one_thread():
+        return MultimodalDataset(path, processor, cache=config.data.cache)
+
+
+def data_path(config: TrainConfig, split: str) -> Path:
+    value = getattr(config.data, split)
+    path = config.path(value)
+    if not path.exists():
+        raise config.error(("data", split), f"file not found: {path}")
+    return path
+
+
+class _one_thread:
+    """Feature extraction is many tiny torch ops: with several threads (and other processes on
+    the cores) thread hand-offs cost far more than the work. Scan on one thread."""
+
+    def __enter__(self) -> None:
+        self.threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+
+    def __exit__(self, *exc: object) -> None:
+        torch.set_num_threads(self.threads)
+
+
+def check_modalities(config: TrainConfig, model: Any) -> None:
+    """Modalities the config names must be the model's (matters with ``init_from``)."""
+    missing = sorted(set(config.modalities) - set(model.modalities))
+    if missing:
+        raise config.error(
+            ("modalities", missing[0]),
+            f"the model has no modality {missing[0]!r}; it has {sorted(model.modalities)}",
+        )
+
+
+def open_test(config: TrainConfig):
+    from mmgen.data.readers import open_source
+
+    if config.data.test is None:
+        return None
+    return open_source(data_path(config, "test"), on_error=config.data.on_error)

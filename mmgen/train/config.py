@@ -1,0 +1,248 @@
+"""The training configuration (``configs/train.yaml``): a pydantic schema, one model per section.
+
+Unknown or mistyped keys are errors with the file, line and a suggestion (``mmgen.train.yamlfile``).
+Relative paths are relative to the project root (the folder with the ``pyproject.toml`` that
+``mmgen init`` wrote), or to the config's folder outside a project. A value that names no local
+file for ``model.llm`` / ``model.tokenizer`` is taken as a Hugging Face hub name.
+
+Every default sits beside its field with the reason for it; ``templates/project/train.yaml.jinja``
+is the annotated example.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
+
+from mmgen.errors import ConfigError
+from mmgen.train.yamlfile import Location, load_yaml_model, where
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ModelSection(Strict):
+    """The language model, its tokenizer, and where the weights start from."""
+
+    llm: str | None = None  # a pretrained causal LM: hub name or local path
+    llm_config: dict[str, Any] | None = None  # or a random-init LLM from this config (model_type)
+    init_from: str | None = None  # or a saved MultimodalModel folder (e.g. a finished run)
+    tokenizer: str | None = None  # default: the llm's, or the one saved in init_from
+    # sdpa/eager get an exact block-diagonal mask; flash_attention_2 gets varlen kwargs
+    attn_implementation: str = "sdpa"
+    gradient_checkpointing: bool = False  # trade compute for memory on long packs
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ModelSection:
+        given = [k for k in ("llm", "llm_config", "init_from") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                f"give exactly one of llm, llm_config, init_from (got {', '.join(given) or 'none'})"
+            )
+        if self.llm_config is not None and "model_type" not in self.llm_config:
+            raise ValueError("llm_config needs its model_type (e.g. llama)")
+        return self
+
+
+class RandomInit(Strict):
+    """A random-init encoder and processor, for offline runs: the spec's ``test`` block (its tiny
+    encoder and processor), updated with ``encoder`` / ``processor`` here."""
+
+    spec: str | None = None  # built-in spec name or YAML path; default: the modality's type
+    encoder: dict[str, Any] = Field(default_factory=dict)
+    processor: dict[str, Any] = Field(default_factory=dict)
+    seed: int = 0
+
+
+class ModalitySection(Strict):
+    """One modality; its key is the dataset entries' ``type``."""
+
+    type: str | None = None  # the registered modality (default: the key)
+    config: dict[str, Any] = Field(default_factory=dict)  # fields of its config class
+    random_init: RandomInit | None = None
+
+
+class DataSection(Strict):
+    train: str  # JSONL file or `datasets.save_to_disk` folder
+    eval: str | None = None  # eval loss (and accuracy during training) on this split
+    test: str | None = None  # held-out split: generation + exact match at the end
+    on_error: Literal["raise", "skip"] = "raise"  # skip: bad samples are counted and reported
+    max_length: int | None = Field(None, gt=0)  # most tokens per sample
+    truncation: Literal["shorten", "error"] = "shorten"  # cut at a modality-item boundary
+    cache: bool = False  # keep processed samples in memory (small datasets: no re-decoding)
+    num_workers: int = Field(0, ge=0)  # DataLoader workers decoding media in parallel
+    chat_template: str = "auto"  # the tokenizer's template, "plain", or a Jinja template
+
+
+class PackingSection(Strict):
+    layout: Literal["packed", "padded"] = "packed"  # padded: the HF-style baseline
+    capacity: int = Field(4096, gt=0)  # tokens per pack
+    max_items: int | None = Field(None, gt=0)  # modality items per pack (bounds encoder batch)
+    strategy: Literal["bfd", "ffd", "sequential"] = "bfd"  # best-fit decreasing packs tightest
+    packs_per_batch: int = Field(1, gt=0)
+    overlong: Literal["error", "drop", "truncate"] = "error"
+    batch_size: int = Field(8, gt=0)  # samples per batch with layout: padded
+
+
+class LoraSection(Strict):
+    r: int = Field(8, gt=0)
+    alpha: int = Field(16, gt=0)
+    dropout: float = Field(0.0, ge=0, lt=1)
+    target_modules: list[str] | str = "all-linear"
+
+
+class TrainParts(Strict):
+    """What trains; unset parts keep the stage preset's choice."""
+
+    llm: bool | Literal["lora"] | None = None
+    encoders: bool | list[str] | None = None
+    projectors: bool | list[str] | None = None
+
+
+STAGE_PRESETS = ("alignment", "end_to_end", "lora", "full")
+
+
+class StageSection(Strict):
+    """One training stage: a preset name (alignment, end_to_end, lora, full) or any name with
+    every part set in ``train``. Each stage gets a fresh optimizer and LR schedule."""
+
+    name: str
+    steps: int = Field(gt=0)  # optimizer steps in this stage
+    train: TrainParts = Field(default_factory=TrainParts)
+    lr: float | None = Field(None, gt=0)  # default: optimizer.lr
+    warmup_steps: int | None = Field(None, ge=0)  # default: schedule.warmup_steps
+    lora: LoraSection | None = None  # adapters added at this stage's start
+
+    @model_validator(mode="after")
+    def _parts(self) -> StageSection:
+        if self.name not in STAGE_PRESETS:
+            missing = [k for k, v in self.train if v is None]
+            if missing:
+                raise ValueError(
+                    f"stage {self.name!r} is not a preset ({', '.join(STAGE_PRESETS)}): set"
+                    f" train.{', train.'.join(missing)}"
+                )
+        if self.train_llm == "lora" and self.lora is None:
+            self.lora = LoraSection()
+        return self
+
+    @property
+    def train_llm(self) -> bool | str | None:
+        return "lora" if self.name == "lora" and self.train.llm is None else self.train.llm
+
+
+class OptimizerSection(Strict):
+    lr: float = Field(1e-4, gt=0)
+    weight_decay: float = Field(0.0, ge=0)  # not applied to biases and norms
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = Field(1e-8, gt=0)
+    grad_clip: float | None = Field(1.0, gt=0)  # max global grad norm; null: no clipping
+    grad_accum: int = Field(1, gt=0)  # micro-batches per optimizer step
+
+
+class ScheduleSection(Strict):
+    kind: Literal["linear", "cosine", "constant"] = "cosine"  # after the warmup
+    warmup_steps: int = Field(0, ge=0)
+    min_lr_ratio: float = Field(0.0, ge=0, le=1)  # the LR decays to lr * min_lr_ratio
+
+
+class DistributedSection(Strict):
+    strategy: Literal["ddp", "fsdp"] = "ddp"  # fsdp: FSDP2 shards LLM layers (large LLMs)
+    backend: Literal["auto", "gloo", "nccl"] = "auto"  # auto: nccl on GPU, gloo on CPU
+
+
+class CheckpointSection(Strict):
+    every: int | None = Field(500, gt=0)  # optimizer steps; null: only on signals and at the end
+    keep: int = Field(2, gt=0)  # the last K checkpoints stay
+    dir: str | None = None  # default: <output_dir>/checkpoints
+
+
+class LoggingSection(Strict):
+    every: int = Field(10, gt=0)  # steps between metrics lines
+    progress: bool = True  # a progress bar on rank 0 when stderr is a terminal, lines otherwise
+    tensorboard: bool | Literal["auto"] = "auto"  # auto: when tensorboard is installed
+    plot: bool = True  # the PNG of loss and accuracy curves at the end
+
+
+class EvalSection(Strict):
+    every: int | None = Field(None, gt=0)  # steps between evaluations; null: only at the end
+    max_batches: int | None = Field(None, gt=0)  # eval-loss batches (null: the whole split)
+    accuracy_samples: int | None = Field(100, ge=0)  # eval-split samples generated per eval
+    max_new_tokens: int = Field(32, gt=0)
+    batch_size: int = Field(32, gt=0)  # prompts per generate call
+
+
+class TrainConfig(Strict):
+    package: str | None = None  # project package whose modalities/ registers (default: pyproject)
+    output_dir: str = "runs/train"
+    seed: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # auto: bf16 on GPU, fp32 CPU
+    model: ModelSection
+    modalities: dict[str, ModalitySection] = Field(default_factory=dict)
+    data: DataSection
+    packing: PackingSection = Field(default_factory=PackingSection)
+    stages: list[StageSection] = Field(min_length=1)
+    optimizer: OptimizerSection = Field(default_factory=OptimizerSection)
+    schedule: ScheduleSection = Field(default_factory=ScheduleSection)
+    distributed: DistributedSection = Field(default_factory=DistributedSection)
+    checkpoint: CheckpointSection = Field(default_factory=CheckpointSection)
+    logging: LoggingSection = Field(default_factory=LoggingSection)
+    eval: EvalSection = Field(default_factory=EvalSection)
+
+    _source: Path = PrivateAttr(Path("<config>"))
+    _lines: dict[Location, int] = PrivateAttr(default_factory=dict)
+    _root: Path = PrivateAttr(Path("."))
+
+    @property
+    def source(self) -> Path:
+        return self._source
+
+    @property
+    def root(self) -> Path:
+        """The folder relative paths are relative to."""
+        return self._root
+
+    @property
+    def total_steps(self) -> int:
+        return sum(stage.steps for stage in self.stages)
+
+    def where(self, *loc: str | int) -> str:
+        """``file:line: key.path`` of a key, for error messages."""
+        return where(self._source, self._lines, loc)
+
+    def error(self, loc: tuple[str | int, ...], message: str) -> ConfigError:
+        return ConfigError(f"{self.where(*loc)}: {message}")
+
+    def path(self, value: str) -> Path:
+        """A path from the config, made absolute against ``root``."""
+        path = Path(value).expanduser()
+        return path if path.is_absolute() else self._root / path
+
+    def name_or_path(self, value: str) -> str:
+        """A local path when ``value`` names an existing file or folder, else ``value`` (a hub
+        name)."""
+        path = self.path(value)
+        return str(path) if path.exists() else value
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> TrainConfig:
+    """Read and validate a training config; ``overrides`` are ``dotted.key=yaml`` strings
+    (``stages.0.steps=20``) applied before validation."""
+    path = Path(path)
+    config, lines = load_yaml_model(path, TrainConfig, overrides=overrides)
+    config._source, config._lines = path, lines
+    config._root = project_root(path.resolve().parent) or path.resolve().parent
+    return config
+
+
+def project_root(start: Path) -> Path | None:
+    """The nearest folder at or above ``start`` whose ``pyproject.toml`` has ``[tool.mmgen]``."""
+    for folder in (start, *start.parents):
+        pyproject = folder / "pyproject.toml"
+        if pyproject.is_file() and "[tool.mmgen]" in pyproject.read_text(encoding="utf-8"):
+            return folder
+    return None

@@ -1,0 +1,119 @@
+"""The data a run reads: the scanned datasets, the packed (or padded) batch stream of this rank,
+eval batches, and the rows whose answers are generated for exact match.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mmgen.train import build
+from mmgen.train.config import TrainConfig
+from mmgen.train.distributed import World
+from mmgen.train.evaluate import to_device
+from mmgen.train.stream import BatchStream, packed_plan, padded_plan
+
+
+class TrainData:
+    def __init__(self, config: TrainConfig, processor: Any, world: World) -> None:
+        from mmgen.data.collator import PackedCollator, PaddedCollator
+
+        self.config, self.world = config, world
+        packing = config.packing
+        self.packed = packing.layout == "packed"
+        self.train = build.load_split(config, processor, "train")
+        self.eval = build.load_split(config, processor, "eval") if config.data.eval else None
+        self.test = build.open_test(config)
+        cut = packing.overlong == "truncate"
+        if self.packed:
+            self.collate = PackedCollator(
+                max_length=packing.capacity if cut else None,
+                max_items=packing.max_items if cut else None,
+            )
+            self.sampler = self._sampler(self.train, shuffle=True, replicas=world.size)
+            plan = packed_plan(self.sampler)
+        else:
+            self.collate = PaddedCollator(processor.pad_token_id)
+            plan = padded_plan(
+                len(self.train), packing.batch_size, rank=world.rank, world=world.size,
+                seed=config.seed,
+            )  # fmt: skip
+        self.stream = BatchStream(
+            self.train, plan, self.collate, seed=config.seed, num_workers=config.data.num_workers
+        )
+
+    def _sampler(self, dataset: Any, *, shuffle: bool, replicas: int):
+        from mmgen.data.sampler import TokenBudgetSampler
+
+        packing = self.config.packing
+        return TokenBudgetSampler(
+            dataset,
+            packing.capacity,
+            max_items=packing.max_items,
+            strategy=packing.strategy,
+            overlong=packing.overlong,
+            packs_per_batch=packing.packs_per_batch,
+            shuffle=shuffle,
+            seed=self.config.seed,
+            num_replicas=replicas,
+            rank=self.world.rank if replicas > 1 else 0,
+        )
+
+    def next_batch(self) -> dict[str, Any]:
+        return to_device(next(self.stream), self.world.device)
+
+    def sizes(self, batches: list[dict[str, Any]]) -> tuple[float, float]:
+        """Real tokens in ``batches`` and the token slots they took: pack capacity when packed
+        (what the budget allowed), batch x longest when padded (what was computed)."""
+        tokens = slots = 0
+        for batch in batches:
+            if self.packed:
+                tokens += batch["input_ids"].numel()
+                slots += self.config.packing.capacity * self.config.packing.packs_per_batch
+            else:
+                tokens += int(batch["attention_mask"].sum())
+                slots += batch["input_ids"].numel()
+        return float(tokens), float(slots)
+
+    def eval_batches(self) -> list[list[int]]:
+        """The eval split in batches of dataset indices, in order (no shuffling), each batch once:
+        ``evaluate.eval_loss`` deals them to the ranks."""
+        if self.packed:
+            sampler = self._sampler(self.eval, shuffle=False, replicas=1)
+            steps = sampler.plan(0)
+            return [step[0] for step in steps[: self.config.eval.max_batches]]
+        size = self.config.packing.batch_size
+        order = list(range(len(self.eval)))
+        batches = [order[i : i + size] for i in range(0, len(order), size)]
+        return batches[: self.config.eval.max_batches]
+
+    def accuracy_rows(self, kind: str) -> list[Any]:
+        """Rows whose answers are generated: the first ``eval.accuracy_samples`` of the eval
+        split during training; the whole test split (else the eval split) at the end."""
+        if kind == "eval":
+            limit = self.config.eval.accuracy_samples
+            if not limit or self.eval is None:
+                return []
+            source = self.eval.source
+            return [source[i] for i in range(min(limit, len(source)))]
+        source = self.test if self.test is not None else getattr(self.eval, "source", None)
+        return [source[i] for i in range(len(source))] if source is not None else []
+
+    def describe(self) -> str:
+        lines = [f"data: train {self.train.report()}"]
+        if self.eval is not None:
+            lines.append(f"data: eval {self.eval.report()}")
+        if self.test is not None:
+            lines.append(f"data: test {len(self.test)} samples")
+        if self.packed:
+            stats = self.sampler.stats(0)
+            lines.append(
+                f"packing: {stats['packs']} packs of <= {self.config.packing.capacity} tokens per"
+                f" epoch, {stats['efficiency']:.1%} full, {stats['steps']} batches per rank"
+                + (f", {stats['dropped']} over-long dropped" if stats["dropped"] else "")
+            )
+        return "\n".join(lines)
+
+
+def target_tokens(batch: dict[str, Any]) -> int:
+    """Tokens the loss predicts: labels that are not ignored, after the causal shift."""
+    return int((batch["labels"][..., 1:] >= 0).sum())

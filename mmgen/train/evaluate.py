@@ -1,0 +1,168 @@
+"""Evaluation: loss on the eval split, and held-out exact match of generated answers.
+
+Both split their work over the ranks and sum the results. Every rank runs the same number of
+forward/generate calls (a rank short of work repeats an item with weight 0): under FSDP each
+call gathers weights from all ranks, and an unmatched call would hang.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from mmgen.errors import DataError
+from mmgen.train.distributed import World, all_reduce_sum
+
+
+def shard(items: Sequence[Any], world: World, per_call: int = 1) -> list[tuple[Any, bool]]:
+    """This rank's share of ``items`` as ``(item, counts)``: ``items[rank::size]``, padded to
+    the same number of calls of ``per_call`` items on every rank with ``(items[0], False)``."""
+    mine = [(item, True) for item in items[world.rank :: world.size]]
+    calls = math.ceil(math.ceil(len(items) / world.size) / per_call)
+    return mine + [(items[0], False)] * (calls * per_call - len(mine)) if items else []
+
+
+@torch.no_grad()
+def eval_loss(
+    model: torch.nn.Module,
+    batches: Sequence[list[int]],
+    dataset: Any,
+    collate: Callable,
+    world: World,
+    autocast: Callable[[], AbstractContextManager],
+) -> float:
+    """Token-weighted mean loss over ``batches`` (lists of dataset indices) of ``dataset``."""
+    totals = torch.zeros(2, dtype=torch.float64, device=world.device)
+    for indices, counts in shard(batches, world):
+        batch = to_device(collate([dataset[i] for i in indices]), world.device)
+        with autocast():
+            # num_items_in_batch=1 makes HF's loss the sum over the batch's target tokens
+            loss = model(**batch, num_items_in_batch=1).loss
+        if counts:
+            totals[0] += loss.double()
+            totals[1] += int((batch["labels"] != -100).sum())
+    all_reduce_sum(totals)
+    return float(totals[0] / totals[1]) if totals[1] else float("nan")
+
+
+@dataclass
+class Accuracy:
+    correct: int = 0
+    total: int = 0
+    skipped: int = 0
+    examples: list[tuple[str, str, str]] = field(default_factory=list)  # (id, predicted, answer)
+
+    @property
+    def value(self) -> float:
+        return self.correct / self.total if self.total else float("nan")
+
+
+@torch.no_grad()
+def exact_match(
+    model: Any,
+    processor: Any,
+    rows: Sequence[Any],
+    world: World,
+    *,
+    max_new_tokens: int,
+    batch_size: int,
+    autocast: Callable[[], AbstractContextManager],
+    keep_examples: int = 3,
+) -> Accuracy:
+    """Greedy answers to ``rows`` (``SourceRow``s whose last turn is the reference answer),
+    compared with the reference after collapsing whitespace."""
+    tokenizer = processor.tokenizer
+    pad = processor.pad_token_id
+    result = Accuracy()
+    work = shard(list(rows), world, batch_size)
+    for start in range(0, len(work), batch_size):
+        prompts, answers, ids, counted = [], [], [], []
+        for row, counts in work[start : start + batch_size]:
+            try:
+                sample = processor.process(
+                    row.row, origin=row.origin, base_dir=row.base_dir, generation=True
+                )
+                answer = reference_answer(processor, row)
+            except DataError:
+                if processor.on_error == "raise":
+                    raise
+                result.skipped += int(counts)
+                continue
+            prompts.append(sample)
+            answers.append(answer)
+            ids.append(sample.id)
+            counted.append(counts)
+        if not prompts:
+            continue
+        output = model.generate(
+            **to_device(left_padded(prompts, pad), world.device),
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=pad,
+        )
+        texts = tokenizer.batch_decode(output, skip_special_tokens=True)
+        for text, answer, sample_id, counts in zip(texts, answers, ids, counted, strict=True):
+            if not counts:
+                continue
+            predicted = " ".join(text.split())
+            result.total += 1
+            result.correct += predicted == answer
+            if len(result.examples) < keep_examples:
+                result.examples.append((sample_id, predicted, answer))
+    totals = torch.tensor([result.correct, result.total, result.skipped], dtype=torch.float64)
+    totals = all_reduce_sum(totals.to(world.device)).cpu()
+    result.correct, result.total, result.skipped = (int(v) for v in totals.tolist())
+    return result
+
+
+def reference_answer(processor: Any, row: Any) -> str:
+    """The content of the row's last turn, which must be the assistant's."""
+    from mmgen.data.rows import parse_row
+
+    parsed = parse_row(row.row, names=processor.names, origin=row.origin)
+    if not parsed.turns or parsed.turns[-1].role != "assistant":
+        raise DataError(f"{parsed.where}: no final assistant turn to compare answers with")
+    return " ".join(parsed.turns[-1].content.split())
+
+
+def left_padded(samples: Sequence[Any], pad_token_id: int) -> dict[str, Any]:
+    """Prompts for ``generate``: ``(B, S)`` ids padded on the left (new tokens follow every
+    prompt directly), their attention mask, and the modality items in placeholder order."""
+    from mmgen.data.collator import modality_batches
+
+    width = max(sample.length for sample in samples)
+    input_ids = torch.full((len(samples), width), pad_token_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(samples), width), dtype=torch.long)
+    for row, sample in enumerate(samples):
+        input_ids[row, width - sample.length :] = sample.input_ids
+        attention_mask[row, width - sample.length :] = 1
+    return {
+        "input_ids": input_ids,
+        "attention_mask": attention_mask,
+        "modalities": modality_batches(samples),
+        "sample_ids": [sample.id for sample in samples],
+    }
+
+
+def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    """Tensors of a batch (and of its modality items) on ``device``."""
+    if device.type == "cpu":
+        return batch
+    out = {}
+    for key, value in batch.items():
+        if torch.is_tensor(value):
+            value = value.to(device, non_blocking=True)
+        elif key == "modalities":
+            value = {name: _items_to(items, device) for name, items in value.items()}
+        out[key] = value
+    return out
+
+
+def _items_to(items: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    return {**items, "values": [v.to(device, non_blocking=True) for v in items["values"]]}

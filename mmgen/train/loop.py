@@ -1,0 +1,358 @@
+"""The training loop: stages of optimizer steps over packed batches, with evaluation,
+checkpoints, metrics and clean stops. It reads top to bottom; the pieces live beside it.
+
+    mmgen train configs/train.yaml                          # one process (CPU, or one GPU)
+    mmgen train configs/train.yaml --resume                 # continue from the last checkpoint
+    torchrun --nproc-per-node 2 -m mmgen train configs/train.yaml     # DDP over 2 processes
+    mmgen train configs/train.yaml --set stages.0.steps=20  # a CPU-sized run of the same config
+
+One optimizer step takes ``grad_accum`` micro-batches on every rank. The loss is the mean over
+every target token of the step on all ranks (not a mean of per-pack means), so a pack weighs its
+number of targets, however the samples were packed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mmgen.errors import ConfigError
+from mmgen.train import build, checkpoint, distributed, evaluate, precision, stages
+from mmgen.train.checkpoint import CheckpointManager
+from mmgen.train.config import TrainConfig
+from mmgen.train.data import TrainData, target_tokens
+from mmgen.train.metrics import Metrics, Progress
+from mmgen.train.signals import StopRequest
+
+FINAL_MODEL_DIR = "model"  # <output_dir>/model: the trained model, for inference
+
+
+@dataclass
+class Result:
+    steps: int  # optimizer steps completed, over all stages
+    stopped_by: int | None  # the signal that stopped the run early
+    checkpoint: Path | None  # the last checkpoint written
+    accuracy: evaluate.Accuracy | None  # held-out exact match at the end
+    output_dir: Path
+
+
+def train(config: TrainConfig, *, resume: str | None = None, overwrite: bool = False) -> Result:
+    """Run ``config``. ``resume="auto"`` continues the run's latest checkpoint (or starts fresh
+    when there is none); a folder continues that checkpoint."""
+    world = distributed.setup(config.device, config.distributed.backend)
+    try:
+        return Trainer(config, world, resume=resume, overwrite=overwrite).run()
+    finally:
+        distributed.teardown()
+
+
+class Trainer:
+    def __init__(self, config: TrainConfig, world: distributed.World, *, resume, overwrite):
+        self.config, self.world = config, world
+        self.out = config.path(config.output_dir)
+        folder = config.path(config.checkpoint.dir) if config.checkpoint.dir else None
+        self.checkpoints = CheckpointManager(
+            folder or self.out / "checkpoints", config.checkpoint.keep
+        )
+        self.resume_from = checkpoint.resolve_resume(self.checkpoints, resume)
+        if resume is None and self.checkpoints.latest() is not None and not overwrite:
+            raise ConfigError(
+                f"{self.checkpoints.directory} holds checkpoints of an earlier run: pass --resume"
+                " to continue it, or --overwrite to start again"
+            )
+        mode = precision.resolve(config.precision, world.device)
+        self.autocast = precision.autocast_factory(mode, world.device)
+        self.scaler = precision.grad_scaler(mode, world.device)
+        self.step = 0  # optimizer steps completed
+        self.saved_step = -1
+        self.last_checkpoint: Path | None = None
+        self.accuracy: evaluate.Accuracy | None = None
+
+    # -- data and model --------------------------------------------------------------------
+
+    def _prepare(self) -> dict[str, Any] | None:
+        """Build (or restore) the model and the data; returns the checkpoint's trainer state."""
+        config, world = self.config, self.world
+        if world.main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            self.checkpoints.remove_partial()
+        self.metrics = Metrics(self.out, enabled=world.main, tensorboard=config.logging.tensorboard)
+        build.register_project(config)
+        self.tokenizer = build.load_tokenizer(config)
+        state = None
+        if self.resume_from is None:
+            self.model = build.build_model(config, self.tokenizer, world)
+            stages.add_lora(config, self.model)
+        else:
+            self.model = build.load_model(self.resume_from / checkpoint.MODEL_DIR, config)
+            state = torch.load(self.resume_from / checkpoint.STATE_FILE, weights_only=False)
+            self.step = self.saved_step = int(state["step"])
+            self.last_checkpoint = self.resume_from
+        build.check_modalities(config, self.model)
+        if config.model.gradient_checkpointing:
+            self.model.language_model.gradient_checkpointing_enable()
+        self.model.to(world.device)
+        self.wrapped = self.model
+        self.processor = build.build_processor(config, self.model, self.tokenizer)
+        self.data = TrainData(config, self.processor, world)
+        if state is not None:
+            self.data.stream.load_state_dict(state["data"])
+        where = f"{world.size} x {world.device.type}" if world.distributed else world.device.type
+        size = sum(p.numel() for p in self.model.parameters()) / 1e6
+        self._print(f"mmgen train: {where}, {size:.2f}M parameters, writing to {self.out}")
+        self._print(self.data.describe())
+        if state is not None:
+            self._print(f"resuming {self.resume_from} at step {self.step}")
+        return state
+
+    # -- the run ---------------------------------------------------------------------------
+
+    def run(self) -> Result:
+        config = self.config
+        with StopRequest() as stop:
+            state = self._prepare()
+            self.progress = Progress(
+                config.total_steps, self.step, enabled=self.world.main and config.logging.progress,
+                every=config.logging.every,
+            )  # fmt: skip
+            try:
+                if self.step < config.total_steps:
+                    first = stages.stage_at(config, self.step)[0]
+                    for index in range(first, len(config.stages)):
+                        if not self._run_stage(index, state if index == first else None, stop):
+                            return self._stopped(stop.signal)
+                return self._finish()
+            finally:
+                self.progress.close()
+                self.metrics.close()
+
+    def _run_stage(self, index: int, state: dict[str, Any] | None, stop: StopRequest) -> bool:
+        """Train stage ``index`` to its end; False when a signal stopped it (checkpoint saved)."""
+        config, world = self.config, self.world
+        stage = config.stages[index]
+        counts = stages.apply_stage(self.model, stage)
+        # DDP registers the parameters that train when it wraps: wrap again for every stage
+        self.wrapped = self.model  # drop the previous stage's wrapper first
+        self.wrapped = distributed.wrap(self.model, config.distributed.strategy, world)
+        self.stage_index = index
+        self.optimizer, self.scheduler = stages.make_optimizer(config, stage, self.wrapped)
+        if state is not None and state["optimizer"] is not None:
+            distributed.load_optimizer_state(self.wrapped, self.optimizer, state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+            if self.scaler is not None and state.get("scaler"):
+                self.scaler.load_state_dict(state["scaler"])
+        if state is not None:  # the RNG exactly where the interrupted run left it
+            checkpoint.set_rng_state(state["rng"][min(world.rank, len(state["rng"]) - 1)])
+        trainable = ", ".join(f"{part} {n / 1e6:.3f}M" for part, n in counts.items())
+        self._print(f"stage {index + 1}/{len(config.stages)} {stage.name}: training {trainable}")
+        end = stages.stage_start(config, index) + stage.steps
+        window = _Window()
+        while self.step < end:
+            self._train_step(window)
+            if self.step % config.logging.every == 0 or self.step == end:
+                self.metrics.log("train", self.step, **window.flush(self.scheduler))
+            self.progress.update(self.step, window.latest)
+            if config.eval.every and self.step % config.eval.every == 0 and self.step < end:
+                self._evaluate("eval")
+            stop_now = distributed.any_rank(stop.requested, world.device)
+            every = config.checkpoint.every
+            if stop_now or (every and self.step % every == 0) or self.step == end:
+                self._save()
+            if stop_now:
+                return False
+        return True
+
+    # -- one optimizer step ----------------------------------------------------------------
+
+    def _train_step(self, window: _Window) -> None:
+        config, world, model = self.config, self.world, self.wrapped
+        before = (self.data.stream.state_dict(), checkpoint.rng_state())
+        start = time.perf_counter()
+        try:
+            batches = [self.data.next_batch() for _ in range(config.optimizer.grad_accum)]
+            # the targets of the whole step on all ranks: every token weighs the same
+            local = torch.tensor(sum(target_tokens(b) for b in batches), dtype=torch.float64)
+            total = max(distributed.all_reduce_sum(local.to(world.device)).item(), 1.0)
+            scale = total / world.size  # DDP averages the ranks' gradients
+            loss_sum = torch.zeros((), dtype=torch.float64, device=world.device)
+            for i, batch in enumerate(batches):
+                last = i == len(batches) - 1
+                with _no_sync(model, unless=last), self.autocast():
+                    loss = model(**batch, num_items_in_batch=scale).loss
+                (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
+                loss_sum += loss.detach().double() * scale
+        except Exception:
+            self._save_after_error(*before)
+            raise
+        self._update()
+        self.step += 1
+        tokens, slots = self.data.sizes(batches)
+        figures = torch.tensor([loss_sum.item(), tokens, slots], dtype=torch.float64)
+        loss_total, tokens, slots = distributed.all_reduce_sum(figures.to(world.device)).tolist()
+        window.add(loss_total / total, tokens, slots, time.perf_counter() - start)
+
+    def _update(self) -> None:
+        """Clip the global gradient norm, step the optimizer and the LR schedule."""
+        optimizer, clip = self.optimizer, self.config.optimizer.grad_clip
+        if self.scaler is not None:
+            self.scaler.unscale_(optimizer)
+        if clip is not None:
+            params = [p for group in optimizer.param_groups for p in group["params"]]
+            torch.nn.utils.clip_grad_norm_(params, clip)
+        if self.scaler is not None:
+            self.scaler.step(optimizer)
+            self.scaler.update()
+        else:
+            optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        self.scheduler.step()
+
+    # -- evaluation ------------------------------------------------------------------------
+
+    def _evaluate(self, kind: str) -> None:
+        """Eval loss and exact match on the first eval samples (``kind="eval"``), or exact match
+        on the held-out split at the end (``kind="test"``)."""
+        config, model = self.config, self.wrapped
+        results: dict[str, float] = {}
+        model.eval()
+        try:
+            if kind == "eval" and self.data.eval is not None:
+                batches = self.data.eval_batches()
+                results["loss"] = evaluate.eval_loss(
+                    distributed.unwrap(model), batches, self.data.eval, self.data.collate,
+                    self.world, self.autocast,
+                )  # fmt: skip
+            rows = self.data.accuracy_rows(kind)
+            if rows:
+                self.accuracy = evaluate.exact_match(
+                    distributed.unwrap(model), self.processor, rows, self.world,
+                    max_new_tokens=config.eval.max_new_tokens, batch_size=config.eval.batch_size,
+                    autocast=self.autocast,
+                )  # fmt: skip
+                results["accuracy"] = self.accuracy.value
+        finally:
+            model.train()
+        if results:
+            self.metrics.log(kind, self.step, **results)
+            shown = [f"accuracy {results['accuracy']:.1%}"] if "accuracy" in results else []
+            shown = ([f"loss {results['loss']:.4f}"] if "loss" in results else []) + shown
+            self.progress.write(f"step {self.step}: {kind} {', '.join(shown)}")
+
+    # -- checkpoints -----------------------------------------------------------------------
+
+    def _save(self, data_state=None, rng=None) -> None:
+        """A checkpoint of the completed steps (every rank calls this: the states are gathered)."""
+        config, world = self.config, self.world
+        next_stage = stages.stage_at(config, self.step)[0]
+        same_stage = next_stage == self.stage_index and self.step < config.total_steps
+        state = {
+            "step": self.step,
+            "stage": next_stage,
+            # a new stage starts with a fresh optimizer: keep this one only mid-stage
+            "optimizer": distributed.optimizer_state(self.wrapped, self.optimizer)
+            if same_stage
+            else None,
+            "scheduler": self.scheduler.state_dict() if same_stage else None,
+            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+            "data": data_state or self.data.stream.state_dict(),
+            "rng": distributed.gather_objects(rng or checkpoint.rng_state()),
+            "world_size": world.size,
+        }
+        weights = distributed.full_model_state(self.wrapped)
+        if world.main:
+            self.last_checkpoint = self.checkpoints.save(
+                self.step, lambda folder: self._write(folder, state, weights)
+            )
+        self.saved_step = self.step
+        distributed.barrier()
+
+    def _write(self, folder: Path, state: dict[str, Any], weights) -> None:
+        extra = {"state_dict": weights} if weights is not None else {}
+        self.model.save_pretrained(folder / checkpoint.MODEL_DIR, tokenizer=self.tokenizer, **extra)
+        source = self.config.source.read_text(encoding="utf-8")
+        (folder / checkpoint.CONFIG_FILE).write_text(source, encoding="utf-8")
+        torch.save(state, folder / checkpoint.STATE_FILE)  # last: the folder is complete
+
+    def _save_after_error(self, data_state: dict[str, int], rng: dict[str, Any]) -> None:
+        """An error inside a step (before the update): keep what the completed steps learnt.
+        Single process only: the other ranks of a distributed run cannot join a save."""
+        if self.world.distributed or self.step <= self.saved_step:
+            return
+        self._print(f"error at step {self.step + 1}: saving the {self.step} completed steps")
+        self._save(data_state, rng)
+
+    # -- the end ---------------------------------------------------------------------------
+
+    def _stopped(self, signum: int | None) -> Result:
+        self._print(f"stopped by signal {signum} after step {self.step}: {self.last_checkpoint}")
+        return Result(self.step, signum, self.last_checkpoint, None, self.out)
+
+    def _finish(self) -> Result:
+        """Final evaluations, the model for inference, the plot, the accuracy line."""
+        if self.data.eval is not None:
+            self._evaluate("eval")
+        self._evaluate("test")
+        if self.world.main:
+            self.model.save_pretrained(self.out / FINAL_MODEL_DIR, tokenizer=self.tokenizer)
+            if self.config.logging.plot and self.metrics.path.is_file():
+                from mmgen.train.plot import plot_metrics
+
+                self._print(f"curves: {plot_metrics(self.metrics.path)}")
+        if self.accuracy is not None:
+            for sample_id, predicted, answer in self.accuracy.examples:
+                self._print(f"  {sample_id}: generated {predicted!r}, answer {answer!r}")
+            skipped = f", {self.accuracy.skipped} skipped" if self.accuracy.skipped else ""
+            self._print(
+                f"held-out exact match: {self.accuracy.value:.1%} "
+                f"({self.accuracy.correct}/{self.accuracy.total}{skipped})"
+            )
+        return Result(self.step, None, self.last_checkpoint, self.accuracy, self.out)
+
+    def _print(self, line: str) -> None:
+        if not self.world.main:
+            return
+        progress = getattr(self, "progress", None)
+        if progress is not None:
+            progress.write(line)
+        else:
+            print(line, flush=True)
+
+
+def _no_sync(model: torch.nn.Module, *, unless: bool):
+    """DDP's no_sync for all but the last micro-batch: one gradient all-reduce per step."""
+    if unless or not hasattr(model, "no_sync"):
+        return contextlib.nullcontext()
+    return model.no_sync()
+
+
+@dataclass
+class _Window:
+    """Figures since the last metrics line: mean loss, tokens/s, packing efficiency."""
+
+    losses: list[float] = field(default_factory=list)
+    tokens: float = 0.0
+    slots: float = 0.0
+    seconds: float = 0.0
+    latest: dict[str, float] = field(default_factory=dict)
+
+    def add(self, loss: float, tokens: float, slots: float, seconds: float) -> None:
+        self.losses.append(loss)
+        self.tokens, self.slots, self.seconds = (
+            self.tokens + tokens, self.slots + slots, self.seconds + seconds,
+        )  # fmt: skip
+        self.latest = {
+            "loss": loss,
+            "tokens_per_s": self.tokens / max(self.seconds, 1e-9),
+            "packing": self.tokens / max(self.slots, 1.0),
+        }
+
+    def flush(self, scheduler) -> dict[str, float]:
+        values = {**self.latest, "loss": sum(self.losses) / max(len(self.losses), 1)}
+        values["lr"] = scheduler.get_last_lr()[0]
+        self.losses, self.tokens, self.slots, self.seconds = [], 0.0, 0.0, 0.0
+        return values

@@ -1,0 +1,113 @@
+"""Metrics of a run: one JSON object per line in ``<output_dir>/metrics.jsonl`` (and TensorBoard
+scalars when ``tensorboard`` is installed), plus the console progress bar.
+
+Records are ``{"kind": "train"|"eval"|"test", "step": N, ...values}``. A resumed run appends to
+the same file and may log a step again; readers keep the last record per (kind, step).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+METRICS_FILE = "metrics.jsonl"
+
+
+class Metrics:
+    """Writes records on rank 0; every other rank gets a silent instance."""
+
+    def __init__(self, folder: Path, *, enabled: bool, tensorboard: bool | str = "auto") -> None:
+        self.path = Path(folder) / METRICS_FILE
+        self.enabled = enabled
+        self._file = None
+        self._board = None
+        if not enabled:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = self.path.open("a", encoding="utf-8")
+        if tensorboard:
+            self._board = _summary_writer(self.path.parent / "tensorboard", tensorboard == "auto")
+
+    def log(self, kind: str, step: int, **values: Any) -> None:
+        if not self.enabled:
+            return
+        record = {"kind": kind, "step": step, **values, "time": round(time.time(), 3)}
+        self._file.write(json.dumps(record) + "\n")
+        self._file.flush()  # a crash loses no line that was logged
+        if self._board is not None:
+            for key, value in values.items():
+                if isinstance(value, (int, float)):
+                    self._board.add_scalar(f"{kind}/{key}", value, step)
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        if self._board is not None:
+            self._board.close()
+            self._board = None
+
+
+def read_metrics(path: Path) -> list[dict[str, Any]]:
+    """The records of a metrics file, the last one per (kind, step), in step order."""
+    latest: dict[tuple[str, int], dict[str, Any]] = {}
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            record = json.loads(line)
+            latest[(record["kind"], record["step"])] = record
+    return sorted(latest.values(), key=lambda r: (r["step"], r["kind"]))
+
+
+def _summary_writer(folder: Path, optional: bool):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # torch's writer needs the tensorboard package
+        if optional:
+            return None
+        raise
+    return SummaryWriter(str(folder))
+
+
+class Progress:
+    """A tqdm bar on a terminal (rank 0); plain lines every ``every`` steps otherwise (CI logs)."""
+
+    def __init__(self, total: int, initial: int, *, enabled: bool, every: int) -> None:
+        self.enabled, self.every = enabled, every
+        self._bar = None
+        if enabled and sys.stderr.isatty():
+            from tqdm.auto import tqdm
+
+            self._bar = tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True)
+        self.total = total
+
+    def update(self, step: int, values: dict[str, float]) -> None:
+        """``step`` optimizer steps are done; ``values`` are the latest figures."""
+        if not self.enabled:
+            return
+        shown = {
+            "loss": f"{values['loss']:.4f}",
+            "tok/s": f"{values['tokens_per_s']:.0f}",
+            "packing": f"{values['packing']:.0%}",
+        }
+        if self._bar is not None:
+            self._bar.update(step - self._bar.n)
+            self._bar.set_postfix(shown, refresh=False)
+        elif step % self.every == 0 or step == self.total:
+            text = "  ".join(f"{k} {v}" for k, v in shown.items())
+            print(f"step {step}/{self.total}  {text}", flush=True)
+
+    def write(self, line: str) -> None:
+        if not self.enabled:
+            return
+        if self._bar is not None:
+            self._bar.write(line)
+        else:
+            print(line, flush=True)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None

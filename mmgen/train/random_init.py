@@ -1,0 +1,66 @@
+"""Random-init encoders and processors for offline runs, from a modality spec's ``test`` block.
+
+A generated modality loads its encoder and processor by path (``encoder_name_or_path``,
+``processor_name_or_path``). With ``random_init`` in the training config, mmgen builds the spec's
+tiny test encoder (updated with the config's overrides), saves it under the run's folder and
+points the modality config at it, so the demo trains with nothing downloaded.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Any
+
+from mmgen.errors import MmgenError
+from mmgen.train.config import RandomInit, TrainConfig
+
+
+def random_init_fields(
+    config: TrainConfig, name: str, kind: str, section: RandomInit, folder: Path, *, write: bool
+) -> dict[str, Any]:
+    """Modality config fields that point at a fresh random-init encoder (and processor) saved
+    in ``folder``. ``write`` is False on ranks that only read what rank 0 saved."""
+    from mmgen.testing import save_tiny_model, save_tiny_processor
+
+    spec = _spec(config, name, section.spec or kind)
+    fields: dict[str, Any] = {}
+    encoder_options = {**(spec.test.encoder or {}), **section.encoder}
+    if spec.encoder.kind == "transformers":
+        encoder_class = _import(config, name, spec.encoder.class_)
+        path = folder / "encoder"
+        if write:
+            save_tiny_model(encoder_class, path, **encoder_options)
+        fields["encoder_name_or_path"] = str(path)
+    else:  # built-in or module encoders are built from their options, random-init already
+        fields["encoder_options"] = encoder_options
+    processor_options = {**(spec.test.processor or {}), **section.processor}
+    if spec.processor.kind == "transformers" and processor_options:
+        processor_class = _import(config, name, spec.processor.class_)
+        path = folder / "processor"
+        if write:
+            save_tiny_processor(processor_class, path, **processor_options)
+        fields["processor_name_or_path"] = str(path)
+    return fields
+
+
+def _spec(config: TrainConfig, name: str, spec: str):
+    from mmgen.codegen.catalog import builtin_spec
+    from mmgen.spec import load_spec
+
+    loc = ("modalities", name, "random_init", "spec")
+    try:
+        if spec.endswith((".yaml", ".yml")):
+            return load_spec(config.path(spec))
+        return builtin_spec(spec)
+    except MmgenError as exc:
+        raise config.error(loc, str(exc)) from None
+
+
+def _import(config: TrainConfig, name: str, dotted: str | None) -> type:
+    module, _, attribute = (dotted or "").rpartition(".")
+    try:
+        return getattr(importlib.import_module(module), attribute)
+    except (ImportError, AttributeError, ValueError):
+        loc = ("modalities", name, "random_init")
+        raise config.error(loc, f"cannot import {dotted!r} named by the spec") from None

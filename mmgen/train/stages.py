@@ -1,0 +1,90 @@
+"""Training stages: what trains in each (``set_trainable``), LoRA adapters, and each stage's own
+optimizer and LR schedule.
+
+A run chains the config's stages, e.g. alignment (projectors only) then end_to_end (LLM and
+projectors). Adapters a stage adds stay for the stages after it. Stages must be applied before
+the model is wrapped for DDP/FSDP, which only see parameters that require gradients.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from mmgen.train.config import STAGE_PRESETS, StageSection, TrainConfig
+from mmgen.train.schedule import lr_multiplier
+
+
+def stage_at(config: TrainConfig, step: int) -> tuple[int, int]:
+    """``(stage index, step within it)`` for a global optimizer step (0-based)."""
+    start = 0
+    for index, stage in enumerate(config.stages):
+        if step < start + stage.steps:
+            return index, step - start
+        start += stage.steps
+    return len(config.stages) - 1, config.stages[-1].steps
+
+
+def stage_start(config: TrainConfig, index: int) -> int:
+    """Global step at which stage ``index`` begins."""
+    return sum(stage.steps for stage in config.stages[:index])
+
+
+def add_lora(config: TrainConfig, model: Any) -> None:
+    """Add the LoRA adapters of the run's stages before training starts. Fresh adapters leave
+    the LLM's output unchanged (LoRA's B matrix starts at zero), so stages before the LoRA stage
+    train as if they were absent, and the model's structure never changes mid-run (DDP and FSDP
+    wrap it once per stage; a resumed run rebuilds the same structure from its checkpoint)."""
+    found = [(i, stage.lora) for i, stage in enumerate(config.stages) if stage.lora is not None]
+    if not found:
+        return
+    lora = found[0][1]
+    for index, other in found[1:]:
+        if other != lora:
+            raise config.error(("stages", index, "lora"), "one LoRA configuration per run")
+    model.add_lora(
+        r=lora.r,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
+        target_modules=lora.target_modules,
+    )
+
+
+def apply_stage(model: Any, stage: StageSection) -> dict[str, int]:
+    """Set what trains for ``stage``; returns the trainable parameters per part."""
+    preset = stage.name if stage.name in STAGE_PRESETS else None
+    parts = {
+        "llm": stage.train_llm,
+        "encoders": stage.train.encoders,
+        "projectors": stage.train.projectors,
+    }
+    return model.set_trainable(preset, **{k: v for k, v in parts.items() if v is not None})
+
+
+def make_optimizer(config: TrainConfig, stage: StageSection, model: nn.Module):
+    """AdamW over the trainable parameters, with weight decay on matrices only (biases, norms and
+    1-D parameters are left undecayed, as in nanoGPT), and the stage's LR schedule."""
+    section = config.optimizer
+    decay, no_decay = [], []
+    for _, parameter in model.named_parameters():
+        if parameter.requires_grad:
+            (decay if parameter.dim() >= 2 else no_decay).append(parameter)
+    if not decay and not no_decay:
+        where = ("stages", config.stages.index(stage))
+        raise config.error(where, f"stage {stage.name!r} trains no parameters")
+    lr = stage.lr or section.lr
+    groups = [
+        {"params": decay, "weight_decay": section.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    optimizer = torch.optim.AdamW(
+        [g for g in groups if g["params"]], lr=lr, betas=section.betas, eps=section.eps
+    )
+    schedule = config.schedule
+    warmup = stage.warmup_steps if stage.warmup_steps is not None else schedule.warmup_steps
+    warmup = min(warmup, stage.steps)
+    factor = lr_multiplier(schedule.kind, stage.steps, warmup, schedule.min_lr_ratio)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    return optimizer, scheduler
