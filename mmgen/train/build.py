@@ -131,6 +131,7 @@ def _language_model(config: TrainConfig, tokenizer: Any, attn: str):
 
 
 def _modality(config: TrainConfig, name: str, hidden: int, world: World):
+    import mmgen.modalities  # noqa: F401  (registers the built-in modalities)
     from mmgen.registry import AutoModality
 
     section = config.modalities[name]
@@ -139,7 +140,8 @@ def _modality(config: TrainConfig, name: str, hidden: int, world: World):
         modality_class = AutoModality.get(kind)
     except KeyError as exc:
         hint = f"; generate it with `mmgen new-modality {kind}` in the project"
-        raise config.error(("modalities", name), f"{exc.args[0]}{hint}") from None
+        loc = ("modalities", name, "type") if section.type else ("modalities", name)
+        raise config.error(loc, f"{exc.args[0]}{hint}") from None
     fields = dict(section.config)
     given = fields.get("hidden_size")
     if given is not None and given != hidden:

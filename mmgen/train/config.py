@@ -180,6 +180,9 @@ class TrainConfig(Strict):
     output_dir: str = "runs/train"
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    # torch threads per process (null: torch's default, one per core). Tiny models run fastest
+    # on 1: their ops are too small to split, and idle threads spin against other processes
+    threads: int | None = Field(None, gt=0)
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # auto: bf16 on GPU, fp32 CPU
     model: ModelSection
     modalities: dict[str, ModalitySection] = Field(default_factory=dict)

@@ -44,6 +44,8 @@ class Result:
 def train(config: TrainConfig, *, resume: str | None = None, overwrite: bool = False) -> Result:
     """Run ``config``. ``resume="auto"`` continues the run's latest checkpoint (or starts fresh
     when there is none); a folder continues that checkpoint."""
+    if config.threads is not None:
+        torch.set_num_threads(config.threads)
     world = distributed.setup(config.device, config.distributed.backend)
     try:
         return Trainer(config, world, resume=resume, overwrite=overwrite).run()
@@ -241,7 +243,7 @@ class Trainer:
             self.metrics.log(kind, self.step, **results)
             shown = [f"accuracy {results['accuracy']:.1%}"] if "accuracy" in results else []
             shown = ([f"loss {results['loss']:.4f}"] if "loss" in results else []) + shown
-            self.progress.write(f"step {self.step}: {kind} {', '.join(shown)}")
+            self._print(f"step {self.step}: {kind} {', '.join(shown)}")
 
     # -- checkpoints -----------------------------------------------------------------------
 

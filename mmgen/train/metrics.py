@@ -100,8 +100,7 @@ class Progress:
             print(f"step {step}/{self.total}  {text}", flush=True)
 
     def write(self, line: str) -> None:
-        if not self.enabled:
-            return
+        """Print ``line`` (above the bar when there is one; even when the bar is disabled)."""
         if self._bar is not None:
             self._bar.write(line)
         else:

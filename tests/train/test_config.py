@@ -1,0 +1,120 @@
+"""Config errors: every mistake is one line naming the file, line and key (no torch needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mmgen.errors import ConfigError
+from mmgen.train.config import load_config
+
+VALID = """\
+output_dir: runs/x
+model:
+  llm_config: {model_type: llama, hidden_size: 32}
+  tokenizer: tok
+modalities:
+  audio:
+    config: {max_batch_size: 4}
+data:
+  train: data/train.jsonl
+packing:
+  capacity: 512
+stages:
+  - name: alignment
+    steps: 10
+  - name: end_to_end
+    steps: 20
+    lr: 1.0e-4
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "configs" / "train.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def error_of(tmp_path: Path, text: str, overrides: list[str] | None = None) -> str:
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, text), overrides)
+    message = str(caught.value)
+    assert "\n" not in message
+    return message
+
+
+def test_a_valid_config_loads_with_defaults(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, VALID))
+    assert config.total_steps == 30
+    assert config.stages[1].lr == 1e-4
+    assert config.packing.strategy == "bfd"
+    assert config.modalities["audio"].config == {"max_batch_size": 4}
+    # relative paths are relative to the config's folder outside a project
+    assert config.path(config.data.train) == tmp_path / "configs" / "data" / "train.jsonl"
+
+
+def test_paths_are_relative_to_the_project_root(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text('[tool.mmgen]\npackage = "demo"\n')
+    config = load_config(write(tmp_path, VALID))
+    assert config.path("data/train.jsonl") == tmp_path / "data" / "train.jsonl"
+
+
+def test_unknown_key_names_file_line_and_suggestion(tmp_path: Path) -> None:
+    message = error_of(tmp_path, VALID.replace("  capacity: 512", "  capacty: 512"))
+    assert message.endswith("train.yaml:11: packing.capacty: unknown key; did you mean 'capacity'?")
+
+
+def test_unknown_key_inside_a_named_modality(tmp_path: Path) -> None:
+    message = error_of(tmp_path, VALID.replace("    config: {max", "    confg: {max"))
+    assert "train.yaml:7: modalities.audio.confg: unknown key; did you mean 'config'?" in message
+
+
+def test_unknown_key_inside_a_stage(tmp_path: Path) -> None:
+    message = error_of(tmp_path, VALID.replace("    lr: 1.0e-4", "    learning_rate: 1.0e-4"))
+    assert "train.yaml:17: stages[1].learning_rate: unknown key; expected one of:" in message
+
+
+def test_wrong_type_and_bad_value(tmp_path: Path) -> None:
+    message = error_of(tmp_path, VALID.replace("steps: 10", "steps: ten"))
+    assert "train.yaml:14: stages[0].steps:" in message and "integer" in message
+    message = error_of(tmp_path, VALID.replace("capacity: 512", "capacity: 0"))
+    assert "train.yaml:11: packing.capacity: Input should be greater than 0" in message
+
+
+def test_missing_required_key(tmp_path: Path) -> None:
+    message = error_of(tmp_path, VALID.replace("data:\n  train: data/train.jsonl\n", ""))
+    assert message.endswith("train.yaml:1: data: required key is missing")
+
+
+def test_a_stage_that_is_no_preset_must_say_what_trains(tmp_path: Path) -> None:
+    text = VALID.replace("  - name: alignment\n", "  - name: warmup\n    train: {llm: false}\n")
+    message = error_of(tmp_path, text)
+    assert "stages[0]:" in message and "train.encoders, train.projectors" in message
+
+
+def test_one_source_for_the_llm(tmp_path: Path) -> None:
+    text = VALID.replace("  tokenizer: tok\n", "  tokenizer: tok\n  llm: gpt2\n")
+    assert "train.yaml:2: model: " in error_of(tmp_path, text)
+
+
+def test_yaml_syntax_error_gives_its_line(tmp_path: Path) -> None:
+    message = error_of(tmp_path, VALID.replace("  capacity: 512", "  capacity: [512"))
+    assert message.startswith(str(tmp_path / "configs" / "train.yaml") + ":")
+    assert ": yaml: " in message
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="nope.yaml: cannot read"):
+        load_config(tmp_path / "nope.yaml")
+
+
+def test_overrides_replace_values_before_validation(tmp_path: Path) -> None:
+    path = write(tmp_path, VALID)
+    config = load_config(path, ["stages.1.steps=5", "packing.capacity=64", "seed=3"])
+    assert (config.stages[1].steps, config.packing.capacity, config.seed) == (5, 64, 3)
+    with pytest.raises(ConfigError, match=r"stages\[1\].steps:"):
+        load_config(path, ["stages.1.steps=-1"])
+    with pytest.raises(ConfigError, match="expected dotted.key=value"):
+        load_config(path, ["stages.1.steps"])
