@@ -84,11 +84,5 @@ inline void check_unpad_args(const at::Tensor& x, const at::Tensor& lengths,
                     " does not fit x's max_seqlen of ", x.size(1));
 }
 
-inline void check_same_device(const at::Tensor& a, const at::Tensor& b, const char* op,
-                              const char* name_a, const char* name_b) {
-  TORCH_CHECK_VALUE(a.device() == b.device(), op, ": ", name_a, " is on ", a.device(), " but ",
-                    name_b, " is on ", b.device());
-}
-
 }  // namespace varlen
 }  // namespace mmgen
