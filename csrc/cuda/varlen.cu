@@ -1,5 +1,5 @@
 // CUDA kernels of the variable-length layout ops. The per-token index logic is the same
-// mmgen/varlen.h code the CPU loops run; the argument checks are mmgen/varlen_checks.h.
+// mmgen/varlen.h code the CPU loops run; the argument checks are mmgen/varlen_host.h.
 //
 // Host synchronisation: each op reads cu_seqlens / lengths (N+1 ints) on the host once, to
 // check them and to learn T, which sizes the outputs. cu_seqlens and lengths may be passed on
@@ -18,7 +18,7 @@
 #include <vector>
 
 #include "mmgen/varlen.h"
-#include "mmgen/varlen_checks.h"
+#include "mmgen/varlen_host.h"
 
 namespace mmgen {
 namespace {
@@ -72,12 +72,6 @@ __global__ void mask_kernel(T* out, const int32_t* cu, int64_t n_seq, int64_t to
   }
 }
 
-int64_t row_numel(const at::Tensor& x, int64_t first_trailing_dim) {
-  int64_t numel = 1;
-  for (int64_t d = first_trailing_dim; d < x.dim(); ++d) numel *= x.size(d);
-  return numel;
-}
-
 std::tuple<at::Tensor, at::Tensor, at::Tensor, c10::SymInt> varlen_metadata_cuda(
     const at::Tensor& lengths) {
   const c10::cuda::CUDAGuard guard(lengths.device());
@@ -103,14 +97,12 @@ at::Tensor pad_varlen_cuda(const at::Tensor& x, const at::Tensor& cu_seqlens, in
   varlen::check_pad_args(x, extent, max_seqlen, "pad_varlen");
   const at::Tensor src = x.contiguous();
   const at::Tensor cu = cu_seqlens.to(x.device()).contiguous();
-  const int64_t n_seq = cu.numel() - 1, width = row_numel(x, 1);
-  std::vector<int64_t> shape = {n_seq, max_seqlen};
-  shape.insert(shape.end(), x.sizes().begin() + 1, x.sizes().end());
-  at::Tensor out = at::empty(shape, x.options());
+  const int64_t n_seq = cu.numel() - 1, width = varlen::row_numel(x, 1);
+  at::Tensor out = at::empty(varlen::padded_shape(x, n_seq, max_seqlen), x.options());
   const int64_t n_elems = out.numel();
   if (n_elems == 0) return out;
-  AT_DISPATCH_ALL_TYPES_AND3(at::kHalf, at::kBFloat16, at::kBool, x.scalar_type(), "pad_varlen",
-                             [&] {
+  AT_DISPATCH_ALL_TYPES_AND3(at::kHalf, at::kBFloat16, at::kBool, x.scalar_type(),
+                             "pad_varlen", [&] {
     pad_kernel<scalar_t><<<blocks_for(n_elems), kThreads, 0, c10::cuda::getCurrentCUDAStream()>>>(
         src.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), cu.data_ptr<int32_t>(), n_elems,
         max_seqlen, width, value.to<scalar_t>());
@@ -127,10 +119,8 @@ at::Tensor unpad_varlen_cuda(const at::Tensor& x, const at::Tensor& lengths) {
   varlen::check_unpad_args(x, lengths, extent, "unpad_varlen");
   const at::Tensor src = x.contiguous();
   const at::Tensor offsets = offsets_host.to(x.device());
-  const int64_t width = row_numel(x, 2);
-  std::vector<int64_t> shape = {extent.total};
-  shape.insert(shape.end(), x.sizes().begin() + 2, x.sizes().end());
-  at::Tensor out = at::empty(shape, x.options());
+  const int64_t width = varlen::row_numel(x, 2);
+  at::Tensor out = at::empty(varlen::unpadded_shape(x, extent.total), x.options());
   const int64_t n_elems = out.numel();
   if (n_elems == 0) return out;
   AT_DISPATCH_ALL_TYPES_AND3(at::kHalf, at::kBFloat16, at::kBool, x.scalar_type(),
@@ -148,15 +138,13 @@ at::Tensor block_diagonal_causal_mask_cuda(const at::Tensor& cu_seqlens,
   const char* op = "block_diagonal_causal_mask";
   const c10::cuda::CUDAGuard guard(cu_seqlens.device());
   const Extent extent = varlen::check_cu_seqlens(cu_seqlens, op);
-  const at::ScalarType type = dtype.value_or(at::kFloat);
-  TORCH_CHECK_TYPE(at::isFloatingType(type), op, ": dtype must be a floating type (the mask is ",
-                   "added to attention scores), got ", type);
+  const at::ScalarType type = varlen::mask_dtype(dtype);
   const at::Tensor cu = cu_seqlens.contiguous();
   const int64_t total = extent.total;
   at::Tensor out = at::empty({1, 1, total, total}, cu_seqlens.options().dtype(type));
   if (total == 0) return out;
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, type, "block_diagonal_causal_mask",
-                                  [&] {
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, type,
+                                  "block_diagonal_causal_mask", [&] {
     mask_kernel<scalar_t><<<blocks_for(total * total), kThreads, 0,
                             c10::cuda::getCurrentCUDAStream()>>>(
         out.data_ptr<scalar_t>(), cu.data_ptr<int32_t>(), cu.numel() - 1, total, scalar_t(0),
