@@ -60,19 +60,20 @@ def plain_segments(
         {bos}System: ...\\nUser: ...\\nAssistant: {answer}{eos}\\nUser: ...\\nAssistant: ...
 
     Each turn is ``"{Role}: {content}\\n"`` (role capitalised); an assistant turn ends with
-    ``eos`` before the newline, and ``{answer}{eos}`` is what the model learns. ``generation``
-    appends ``"Assistant: "`` for the model to continue.
+    ``eos`` before the newline, and ``" {answer}{eos}"`` is what the model learns (the space
+    belongs to the answer, as byte-level BPEs tokenize it). ``generation`` appends
+    ``"Assistant:"`` for the model to continue.
     """
     segments = [Segment(bos, False)] if bos else []
     for turn in turns:
-        header = f"{turn.role.capitalize()}: "
-        if turn.role == ASSISTANT and not generation:
-            segments += [Segment(header, False), Segment(turn.content + (eos or ""), True)]
+        header = f"{turn.role.capitalize()}:"
+        if turn.role == ASSISTANT:
+            segments += [Segment(header, False), Segment(f" {turn.content}{eos or ''}", True)]
             segments.append(Segment("\n", False))
         else:
-            segments.append(Segment(f"{header}{turn.content}\n", False))
+            segments.append(Segment(f"{header} {turn.content}\n", False))
     if generation:
-        segments.append(Segment(f"{ASSISTANT.capitalize()}: ", False))
+        segments.append(Segment(f"{ASSISTANT.capitalize()}:", False))
     return segments
 
 

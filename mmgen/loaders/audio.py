@@ -40,9 +40,10 @@ class RawAudioLoader(BaseModalityLoader):
         source = classify(sample)
         if source.kind in ("bytes", "path"):
             what = "audio bytes" if source.kind == "bytes" else f"audio file {source.payload}"
+            handle = source.open()  # a missing file is reported as such, not as undecodable
             try:
                 # always_2d: (frames, channels) for mono and multichannel alike
-                wave, rate = soundfile.read(source.open(), dtype="float32", always_2d=True)
+                wave, rate = soundfile.read(handle, dtype="float32", always_2d=True)
             except (soundfile.LibsndfileError, RuntimeError, TypeError) as exc:
                 raise DataError(f"cannot decode {what}: {exc}") from exc
         elif source.kind == "array":

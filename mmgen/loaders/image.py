@@ -29,8 +29,9 @@ class RawImageLoader(BaseModalityLoader):
         source = classify(sample)
         if source.kind in ("bytes", "path"):
             what = "image bytes" if source.kind == "bytes" else f"image file {source.payload}"
+            handle = source.open()  # a missing file is reported as such, not as undecodable
             try:
-                with Image.open(source.open()) as opened:
+                with Image.open(handle) as opened:
                     # PIL decodes lazily: load() here so a truncated file fails now, not later
                     opened.load()
                     image = opened.copy()

@@ -28,7 +28,8 @@ CHATML = (
 # the same format with HF's assistant markers
 CHATML_GENERATION = (
     "{% for m in messages %}{% if m['role'] == 'assistant' %}<|im_start|>assistant\n"
-    "{% generation %}{{ m['content'] }}<|im_end|>{% endgeneration %}\n"
+    # (HF renders with trim_blocks: a newline right after a block tag would be dropped)
+    "{% generation %}{{ m['content'] }}<|im_end|>{% endgeneration %}{{ '\\n' }}"
     "{% else %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endif %}"
     "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
