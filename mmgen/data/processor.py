@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -27,7 +28,7 @@ from mmgen.constants import (
     default_placeholder_id,
     default_placeholder_token,
 )
-from mmgen.data.chat import Segment, plain_segments, template_segments
+from mmgen.data.chat import ASSISTANT, Segment, plain_segments, template_segments
 from mmgen.data.rows import Entry, Row, parse_row
 from mmgen.data.sample import IGNORE_INDEX, ModalityItem, ProcessedSample
 from mmgen.data.skips import SkipLog
@@ -138,9 +139,12 @@ class MultimodalProcessor:
                 the id of a row without ``"id"``.
             base_dir: folder that relative modality paths are relative to (the dataset's).
             generation: render a prompt for the model to answer (template's generation prompt,
-                no end-of-text for ``text`` rows); every label is ``-100``.
+                no end-of-text for ``text`` rows); every label is ``-100``. A final assistant
+                turn is left out (it is the reference answer of an evaluation row).
         """
         row = parse_row(sample, names=self.names, origin=origin)
+        if generation and row.turns and row.turns[-1].role == ASSISTANT:
+            row = replace(row, turns=row.turns[:-1])
         pieces = self._pieces(self._segments(row, generation))
         self._check_counts(row, pieces)
         texts = [piece for piece, _ in pieces if isinstance(piece, str)]

@@ -101,6 +101,18 @@ def test_generation_prompt(chat_tokenizer, processors):
     )
     assert out.input_ids.tolist() == expected
     assert (out.labels == -100).all()
+    # an evaluation row keeps its answer last: the prompt leaves it out
+    with_answer = processor.process({"conversations": CONVERSATION[:3]}, generation=True)
+    assert with_answer.input_ids.tolist() == expected
+
+
+def test_options_round_trip(chat_tokenizer, processors):
+    processor = MultimodalProcessor(
+        chat_tokenizer, processors, placeholder_ids={"audio": -5}, max_length=64, on_error="skip"
+    )
+    again = MultimodalProcessor(chat_tokenizer, processors, **processor.to_dict())
+    assert again.to_dict() == processor.to_dict()
+    assert again.placeholder_ids == {"image": -1000, "audio": -5}
 
 
 def test_text_sample_trains_on_all_text(chat_tokenizer, processors):
