@@ -23,6 +23,7 @@ import torch
 
 import mmgen.loaders  # noqa: F401  (registers raw-image and raw-audio)
 from mmgen.constants import (
+    MODALITIES_KEY,
     MODALITY_VALUE_KEY,
     NUM_EMBEDDINGS_KEY,
     default_placeholder_id,
@@ -283,10 +284,12 @@ class MultimodalProcessor:
         given = Counter(entry.modality for entry in row.modalities)
         for name in self.names:
             if found[name] != given[name]:
+                fields = {e.field.split("[")[0] for e in row.modalities if e.modality == name}
+                listed = ", ".join(sorted(fields)) or MODALITIES_KEY
                 raise DataError(
-                    f"{row.where}: {found[name]} {self.placeholder_tokens[name]} placeholder(s) in"
-                    f" the text but {given[name]} {name!r} modality entr"
-                    f"{'y' if given[name] == 1 else 'ies'}"
+                    f"{row.where}: field {row.text_field} has {found[name]}"
+                    f" {self.placeholder_tokens[name]} placeholder(s) but {listed} has"
+                    f" {given[name]} {name!r} entr{'y' if given[name] == 1 else 'ies'}"
                 )
 
     def _item(self, row: Row, entry: Entry, base: Path | None, start: int) -> ModalityItem:

@@ -45,6 +45,7 @@ class Row:
 
     id: str
     where: str  # "sample 'id' (file.jsonl:3)": the prefix of every error about this row
+    text_field: str  # "conversations", "messages" or "text"
     turns: list[Turn] | None
     text: str | None
     modalities: list[Entry]
@@ -75,6 +76,7 @@ def parse_row(raw: Any, *, names: Collection[str], origin: str | None = None) ->
     return Row(
         id=str(sample_id) if sample_id is not None else (origin or "?"),
         where=where,
+        text_field=turns_key or "text",
         turns=turns,
         text=text,
         modalities=_entries(raw, names, where),

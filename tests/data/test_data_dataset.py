@@ -144,7 +144,10 @@ def test_bad_samples_raise_with_id_or_line(tmp_path, processor):
         MultimodalDataset(path, processor)
     no_id = {"text": "<image>", "modalities": []}
     path = write_jsonl(tmp_path / "u.jsonl", [no_id])
-    with pytest.raises(DataError, match=r"sample at .*u.jsonl:1: 1 <image> placeholder"):
+    with pytest.raises(
+        DataError,
+        match=r"sample at .*u.jsonl:1: field text has 1 <image> .* modalities has 0 'image' ent",
+    ):
         MultimodalDataset(path, processor)
 
 

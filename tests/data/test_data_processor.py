@@ -227,7 +227,8 @@ def test_count_mismatch_names_the_sample(chat_tokenizer, processors):
         "modalities": [{"type": "image", "value": png_bytes(8, 8)}],
     }
     with pytest.raises(
-        DataError, match=r"sample 'clip-7'.*2 <image> placeholder.*1 'image' modality entry"
+        DataError,
+        match=r"'clip-7': field text has 2 <image> placeholder\(s\) but modalities has 1 'image' ",
     ):
         processor(sample)
     with pytest.raises(DataError, match=r"'clip-7'.*modalities\[0\].type is 'video'"):
