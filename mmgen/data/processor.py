@@ -12,6 +12,7 @@ taking the i-th entry of that modality (loaded by its loader, then processed).
 
 from __future__ import annotations
 
+import logging
 import re
 from collections import Counter
 from collections.abc import Mapping
@@ -37,6 +38,8 @@ from mmgen.errors import ConfigError, DataError
 from mmgen.loaders._source import resolve_paths
 from mmgen.modality import BaseModalityLoader, BaseModalityProcessor
 from mmgen.registry import AutoModalityLoader
+
+logger = logging.getLogger("mmgen.data")
 
 # errors a loader or processor raises for bad data (anything else is a bug and keeps its type)
 _DATA_ERRORS = (DataError, OSError, ValueError)
@@ -112,6 +115,7 @@ class MultimodalProcessor:
         self.chat_template = chat_template
         self.template = self._template(chat_template)
         self.skipped = SkipLog()
+        self._boundaries_checked = False
 
     # -- public --------------------------------------------------------------------------------
 
@@ -146,7 +150,8 @@ class MultimodalProcessor:
         row = parse_row(sample, names=self.names, origin=origin)
         if generation and row.turns and row.turns[-1].role == ASSISTANT:
             row = replace(row, turns=row.turns[:-1])
-        pieces = self._pieces(self._segments(row, generation))
+        segments = self._segments(row, generation)
+        pieces = self._pieces(segments)
         self._check_counts(row, pieces)
         texts = [piece for piece, _ in pieces if isinstance(piece, str)]
         encoded = iter(self._tokenize(texts))
@@ -165,6 +170,8 @@ class MultimodalProcessor:
             ids += [self.placeholder_ids[item.modality]] * item.num_embeddings
             labels += [IGNORE_INDEX] * item.num_embeddings
             items.append(item)
+        if not self._boundaries_checked and not items and row.turns is not None:
+            self._check_boundaries(segments, ids)
         result = ProcessedSample(
             id=row.id,
             input_ids=torch.tensor(ids, dtype=torch.long),
@@ -313,6 +320,21 @@ class MultimodalProcessor:
         if count < 1:
             raise DataError(f"{row.where}: field {entry.field} ({name}): {count} embeddings")
         return ModalityItem(name, out[MODALITY_VALUE_KEY], count, start)
+
+    def _check_boundaries(self, segments: list[Segment], ids: list[int]) -> None:
+        """Once, on the first conversation without modalities: tokens made per segment should be
+        those of the whole rendered text, or training sees other tokens than generation does."""
+        self._boundaries_checked = True
+        whole = self._tokenize(["".join(segment.text for segment in segments)])[0]
+        if list(whole) != ids:
+            pairs = enumerate(zip(whole, ids, strict=False))  # lengths may differ
+            at = next((i for i, (a, b) in pairs if a != b), min(len(whole), len(ids)))
+            logger.warning(
+                "the chat format splits a token at a turn boundary (first difference at token"
+                " %d): training tokens differ from those of the rendered conversation; a template"
+                " whose turns end in special tokens avoids this",
+                at,
+            )
 
     def _fit(self, sample: ProcessedSample, row: Row) -> ProcessedSample:
         if sample.length == 0:

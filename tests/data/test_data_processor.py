@@ -3,6 +3,8 @@ dataset layouts, truncation at instance boundaries, and bad samples."""
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 import torch
 from conftest import (
@@ -90,6 +92,23 @@ def test_plain_format_without_template(plain_tokenizer, processors):
     # forcing the plain format on a tokenizer that has a template gives the same
     forced = MultimodalProcessor(make_tokenizer(CHATML), processors, chat_template="plain")
     assert forced({"conversations": CONVERSATION}).input_ids.tolist() == out.input_ids.tolist()
+
+
+def test_token_split_at_a_turn_boundary_is_reported(processors, caplog):
+    # a header ending in a space: per-turn tokenization gives " " + "seven" where the whole
+    # text has " seven"
+    spaced = (
+        "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
+        "{% if add_generation_prompt %}assistant: {% endif %}"
+    )
+    for template, warned in ((spaced, True), (CHATML, False)):
+        caplog.clear()
+        processor = MultimodalProcessor(make_tokenizer(template), processors)
+        with caplog.at_level(logging.WARNING, logger="mmgen.data"):
+            processor({"conversations": CONVERSATION})
+            processor({"conversations": CONVERSATION})
+        assert len(caplog.records) == warned
+        assert not warned or "splits a token at a turn boundary" in caplog.text
 
 
 def test_generation_prompt(chat_tokenizer, processors):
