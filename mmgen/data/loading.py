@@ -23,37 +23,29 @@ def packed_dataloader(
     capacity: int,
     *,
     max_items: int | None = None,
-    strategy: str = "bfd",
     overlong: Overlong = "error",
-    packs_per_batch: int = 1,
-    shuffle: bool = True,
-    seed: int = 0,
-    num_replicas: int | None = None,
-    rank: int | None = None,
-    drop_last: bool = False,
-    **loader_kwargs: Any,
+    num_workers: int = 0,
+    loader_options: dict[str, Any] | None = None,
+    **sampler_options: Any,
 ) -> DataLoader:
     """A ``DataLoader`` of packed batches: ``TokenBudgetSampler`` + ``PackedCollator`` with the
-    same budgets (see them for the arguments); ``loader_kwargs`` go to ``DataLoader``
-    (``num_workers``, ``pin_memory``, ...). Call ``loader.batch_sampler.set_epoch(epoch)``."""
+    same budgets. ``sampler_options`` go to the sampler (``strategy``, ``packs_per_batch``,
+    ``shuffle``, ``seed``, ``num_replicas``, ``rank``, ``drop_last``), ``loader_options`` to
+    ``DataLoader``. Call ``loader.batch_sampler.set_epoch(epoch)`` every epoch."""
     sampler = TokenBudgetSampler(
-        dataset,
-        capacity,
-        max_items=max_items,
-        strategy=strategy,
-        overlong=overlong,
-        packs_per_batch=packs_per_batch,
-        shuffle=shuffle,
-        seed=seed,
-        num_replicas=num_replicas,
-        rank=rank,
-        drop_last=drop_last,
+        dataset, capacity, max_items=max_items, overlong=overlong, **sampler_options
     )
     cut = overlong == "truncate"
     collator = PackedCollator(
         max_length=capacity if cut else None, max_items=max_items if cut else None
     )
-    return DataLoader(dataset, batch_sampler=sampler, collate_fn=collator, **loader_kwargs)
+    return DataLoader(
+        dataset,
+        batch_sampler=sampler,
+        collate_fn=collator,
+        num_workers=num_workers,
+        **(loader_options or {}),
+    )
 
 
 def padded_dataloader(

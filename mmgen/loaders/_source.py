@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import io
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 
@@ -19,6 +20,7 @@ from mmgen.constants import MODALITY_VALUE_KEY
 from mmgen.errors import DataError
 
 Kind = Literal["bytes", "path", "array", "object"]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -27,13 +29,21 @@ class Source:
     payload: Any  # bytes | Path | np.ndarray | decoded object
     sampling_rate: int | None = None  # for arrays that carry one (e.g. datasets' Audio feature)
 
-    def open(self) -> io.BytesIO | Path:
-        """A file-like or path to hand to a decoder (only for "bytes" and "path")."""
+    def decode(
+        self, media: str, decoder: Callable[[io.BytesIO | Path], T], errors: tuple[type, ...]
+    ) -> T:
+        """Run ``decoder`` on the bytes or file ("bytes" and "path" kinds), reporting a missing
+        file as such and the decoder's ``errors`` as undecodable media."""
         if self.kind == "bytes":
-            return io.BytesIO(self.payload)
-        if not self.payload.is_file():
+            handle, what = io.BytesIO(self.payload), f"{media} bytes"
+        elif self.payload.is_file():
+            handle, what = self.payload, f"{media} file {self.payload}"
+        else:
             raise DataError(f"file not found: {self.payload}")
-        return self.payload
+        try:
+            return decoder(handle)
+        except errors as exc:
+            raise DataError(f"cannot decode {what}: {exc}") from exc
 
 
 def classify(entry: dict[str, Any]) -> Source:

@@ -14,6 +14,11 @@ from mmgen.modality import BaseModalityLoader
 from mmgen.registry import AutoModalityLoader
 
 
+def _read(handle) -> tuple[np.ndarray, int]:
+    # always_2d: (frames, channels) for mono and multichannel alike
+    return soundfile.read(handle, dtype="float32", always_2d=True)
+
+
 @AutoModalityLoader.register("raw-audio")
 class RawAudioLoader(BaseModalityLoader):
     """Loads audio from bytes, a path (any format libsndfile reads: wav, flac, ogg, mp3) or an
@@ -39,13 +44,8 @@ class RawAudioLoader(BaseModalityLoader):
     def load(self, sample: dict[str, Any]) -> np.ndarray:
         source = classify(sample)
         if source.kind in ("bytes", "path"):
-            what = "audio bytes" if source.kind == "bytes" else f"audio file {source.payload}"
-            handle = source.open()  # a missing file is reported as such, not as undecodable
-            try:
-                # always_2d: (frames, channels) for mono and multichannel alike
-                wave, rate = soundfile.read(handle, dtype="float32", always_2d=True)
-            except (soundfile.LibsndfileError, RuntimeError, TypeError) as exc:
-                raise DataError(f"cannot decode {what}: {exc}") from exc
+            errors = (soundfile.LibsndfileError, RuntimeError, TypeError)
+            wave, rate = source.decode("audio", _read, errors)
         elif source.kind == "array":
             wave = np.asarray(source.payload, dtype=np.float32)
             if wave.ndim == 1:

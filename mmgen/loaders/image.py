@@ -28,15 +28,8 @@ class RawImageLoader(BaseModalityLoader):
     def load(self, sample: dict[str, Any]) -> Image.Image:
         source = classify(sample)
         if source.kind in ("bytes", "path"):
-            what = "image bytes" if source.kind == "bytes" else f"image file {source.payload}"
-            handle = source.open()  # a missing file is reported as such, not as undecodable
-            try:
-                with Image.open(handle) as opened:
-                    # PIL decodes lazily: load() here so a truncated file fails now, not later
-                    opened.load()
-                    image = opened.copy()
-            except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-                raise DataError(f"cannot decode {what}: {exc}") from exc
+            errors = (UnidentifiedImageError, OSError, SyntaxError, ValueError)
+            image = source.decode("image", _open, errors)
         elif source.kind == "array":
             image = _from_array(source.payload)
         elif isinstance(source.payload, Image.Image):
@@ -44,6 +37,13 @@ class RawImageLoader(BaseModalityLoader):
         else:
             raise DataError(f"cannot load an image from a {type(source.payload).__name__}")
         return image.convert(self.mode) if self.mode and image.mode != self.mode else image
+
+
+def _open(handle) -> Image.Image:
+    with Image.open(handle) as opened:
+        # PIL decodes lazily: load() here so a truncated file fails now, not later
+        opened.load()
+        return opened.copy()
 
 
 def _from_array(array: np.ndarray) -> Image.Image:
