@@ -63,7 +63,7 @@ class MultimodalDataset(Dataset):
             data, base_dir=base_dir, split=split, on_error=self.on_error, skips=self.skipped
         )
         self._rows: list[int] = []  # source index of each kept sample
-        self._spans: list[list[tuple[int, int]]] = []
+        self._spans: list[tuple[tuple[int, int], ...]] = []
         self._cache: list[ProcessedSample] | None = [] if cache else None
         self.ids: list[str] = []
         lengths, items = [], []
@@ -76,7 +76,7 @@ class MultimodalDataset(Dataset):
                 self.skipped.add("bad sample", error)
                 continue
             self._rows.append(index)
-            self._spans.append(sample.spans())
+            self._spans.append(tuple(sample.spans()))  # () is shared: text-only rows cost ~nothing
             self.ids.append(sample.id)
             lengths.append(sample.length)
             items.append(len(sample.items))
@@ -84,6 +84,9 @@ class MultimodalDataset(Dataset):
                 self._cache.append(sample)
         self.lengths = torch.tensor(lengths, dtype=torch.long)
         self.items = torch.tensor(items, dtype=torch.long)
+        if not self._rows:
+            name = os.fspath(data) if isinstance(data, (str, os.PathLike)) else type(data).__name__
+            raise DataError(f"no usable samples in {name}: {self.report()}")
         if self.skipped.count:
             logger.warning("%s", self.report())
 

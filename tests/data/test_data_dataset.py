@@ -201,5 +201,7 @@ def test_cache_keeps_processed_samples(tmp_path, processor):
 def test_list_of_dicts_and_unknown_data(processor):
     dataset = MultimodalDataset([rows()[1], {"text": "one two"}], processor)
     assert dataset.ids == ["r1", "rows[1]"]
+    with pytest.raises(DataError, match=r"no usable samples .*skipped 1 of 1 samples"):
+        MultimodalDataset([{"text": "<image>"}], processor, on_error="skip")
     with pytest.raises(DataError, match="cannot read a dataset from a int"):
         MultimodalDataset(3, processor)
