@@ -13,7 +13,7 @@ from mmgen.modality import BaseModalityLoader
 from mmgen.registry import AutoModalityLoader
 
 
-@AutoModalityLoader.register("raw-image")
+@AutoModalityLoader.register("raw-image", builtin=True)
 class RawImageLoader(BaseModalityLoader):
     """Loads an image from bytes, a path, an array (H, W) or (H, W, C), or a PIL image.
 

@@ -10,7 +10,7 @@ import soundfile
 from conftest import png_bytes, sine, wav_bytes
 from PIL import Image
 
-from mmgen import AutoModalityLoader
+from mmgen import AutoModalityLoader, BaseModalityLoader
 from mmgen.errors import DataError
 from mmgen.loaders import RawAudioLoader, RawImageLoader
 
@@ -24,6 +24,23 @@ def test_registered_names():
     assert isinstance(
         AutoModalityLoader.from_name("raw-audio", sampling_rate=16000), RawAudioLoader
     )
+
+
+def test_user_loader_takes_over_a_builtin_name(monkeypatch):
+    # the MultiMeditron walkthrough registers its own "raw-image": that must just work
+    monkeypatch.setattr(AutoModalityLoader, "_registry", dict(AutoModalityLoader._registry))
+    monkeypatch.setattr(AutoModalityLoader, "_builtin", set(AutoModalityLoader._builtin))
+
+    @AutoModalityLoader.register("raw-image")
+    class WalkthroughImageLoader(BaseModalityLoader):
+        def load(self, sample):
+            return "mine"
+
+    assert AutoModalityLoader.from_name("raw-image")({}) == "mine"
+    AutoModalityLoader.register("raw-image", builtin=True)(RawImageLoader)  # a later re-import
+    assert isinstance(AutoModalityLoader.from_name("raw-image"), WalkthroughImageLoader)
+    with pytest.raises(ValueError, match=r"already registered by .*WalkthroughImageLoader"):
+        AutoModalityLoader.register("raw-image")(type("Other", (WalkthroughImageLoader,), {}))
 
 
 def test_image_from_bytes_path_array_dict_and_pil(tmp_path):
