@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
+import sys
 
 import datasets
 import pytest
@@ -120,6 +122,11 @@ def test_multi_token_layout_in_hf_dataset(processor):
     )
     dataset = MultimodalDataset(table, processor)
     assert dataset.items.tolist() == [1] and dataset[0].items[0].num_embeddings == 2
+    # datasets' Image feature: decoded PIL images, or {"bytes", "path"} dicts without decoding
+    images = table.cast_column("images", datasets.List(datasets.Image()))
+    assert MultimodalDataset(images, processor)[0].items[0].num_embeddings == 2
+    raw = table.cast_column("images", datasets.List(datasets.Image(decode=False)))
+    assert MultimodalDataset(raw, processor)[0].items[0].num_embeddings == 2
 
 
 def test_missing_file_and_malformed_line(tmp_path, processor):
@@ -205,3 +212,9 @@ def test_list_of_dicts_and_unknown_data(processor):
         MultimodalDataset([{"text": "<image>"}], processor, on_error="skip")
     with pytest.raises(DataError, match="cannot read a dataset from a int"):
         MultimodalDataset(3, processor)
+
+
+def test_importing_mmgen_data_stays_light():
+    code = "import sys, mmgen.data, mmgen.data.batch; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    assert out.stdout.strip() == "False"
