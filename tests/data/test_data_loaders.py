@@ -81,6 +81,7 @@ def test_image_modes_and_float_arrays():
         ({"path": None}, "none of 'bytes', 'array', 'path'"),
         (3.5, "cannot load an image from a float"),
     ],
+    ids=["garbage", "truncated", "missing", "shape", "empty-dict", "float"],
 )
 def test_bad_images_raise_data_errors(value, match):
     with pytest.raises(DataError, match=match):
@@ -122,6 +123,7 @@ def test_audio_arrays_with_and_without_rate():
         (np.zeros((2, 2, 2)), r"\(samples,\) or \(samples, channels\)"),
         (np.zeros(0), "empty"),
     ],
+    ids=["garbage", "missing", "shape", "empty"],
 )
 def test_bad_audio_raises_data_errors(value, match):
     with pytest.raises(DataError, match=match):
