@@ -3,6 +3,7 @@ packed / padded collators, checked against plain-torch references."""
 
 from __future__ import annotations
 
+import ddp_worker
 import numpy as np
 import pytest
 import torch
@@ -231,3 +232,17 @@ def test_cut_point_never_splits_an_item(layout, tail, limit, max_items):
         or any(start < more < end for start, end in spans)
         or (max_items is not None and sum(1 for s, _ in spans if s < more) > max_items)
     )
+
+
+@pytest.mark.slow  # two spawned processes import torch: ~10 s on a busy 2-core machine
+def test_sampler_reads_the_world_from_torch_distributed(tmp_path):
+    world = 2
+    out = str(tmp_path / "batches")
+    # the worker lives in a light module: spawned processes import it, not this test file
+    args = (world, str(tmp_path / "store"), out)
+    torch.multiprocessing.spawn(ddp_worker.sampler_batches, args=args, nprocs=world)
+    results = [torch.load(f"{out}.{rank}") for rank in range(world)]
+    assert [(r[0], r[1]) for r in results] == [(2, 0), (2, 1)]
+    reference = make(ddp_worker.LENGTHS, seed=5, num_replicas=2, rank=0)
+    assert [r[2] for r in results] == epoch_batches(reference, 2, world)
+    assert len(results[0][2]) == len(results[1][2])
