@@ -1,0 +1,59 @@
+"""Pieces the built-in modalities share: an encoder and a preprocessor from a pretrained name or
+path, or from a config dict (random init: tests, and checkpoints converted from other models).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import transformers
+from transformers import AutoConfig, AutoModel, PreTrainedConfig, PreTrainedModel
+
+from mmgen.errors import ConfigError
+
+
+def config_from_dict(config: dict[str, Any] | PreTrainedConfig) -> PreTrainedConfig:
+    if isinstance(config, PreTrainedConfig):
+        return config
+    config = dict(config)
+    if "model_type" not in config:
+        raise ConfigError(f"encoder_config needs its 'model_type': {sorted(config)}")
+    return AutoConfig.for_model(config.pop("model_type"), **config)
+
+
+def encoder_config(name: str, path: str | None, config: Any, part: str | None) -> PreTrainedConfig:
+    """The encoder's config: ``part`` (e.g. ``"vision_config"``) of ``path``'s config when it has
+    one (a full CLIP checkpoint holds text and vision configs), else the whole config."""
+    if path is not None:
+        config = AutoConfig.from_pretrained(path)
+    elif config is not None:
+        config = config_from_dict(config)
+    else:
+        raise ConfigError(f"{name}: set `encoder` (a pretrained name or path) or `encoder_config`")
+    return getattr(config, part, None) or config if part else config
+
+
+def load_encoder(name: str, path: str | None, config: Any, part: str | None) -> PreTrainedModel:
+    """The encoder model for ``encoder_config(...)``: pretrained weights from ``path`` when given
+    (a vision tower loads alone from a full CLIP/SigLIP checkpoint), else random init."""
+    sub_config = encoder_config(name, path, config, part)
+    model_cls = AutoModel._model_mapping[type(sub_config)]
+    if path is not None:
+        return model_cls.from_pretrained(path)
+    return model_cls._from_config(sub_config)
+
+
+def load_preprocessor(name: str, source: Any, fallback: str | None, auto_cls: Any):
+    """A transformers image processor / feature extractor from a name or path (``source``, else
+    the encoder's ``fallback``), or from the dict ``to_dict()`` gave."""
+    source = source if source is not None else fallback
+    if isinstance(source, str):
+        return auto_cls.from_pretrained(source)
+    if isinstance(source, dict):
+        kind = source.get("image_processor_type") or source.get("feature_extractor_type")
+        processor_cls = getattr(transformers, kind or "", None)
+        if processor_cls is None:
+            raise ConfigError(f"{name}: unknown processor type {kind!r} in the processor dict")
+        options = {k: v for k, v in source.items() if not k.endswith("_type")}
+        return processor_cls(**options)
+    raise ConfigError(f"{name}: set the processor (a name, path or dict) or `encoder`")
