@@ -182,3 +182,25 @@ def random_image(seed: int) -> Image.Image:
 def random_wave(seed: int, seconds: float = 0.3) -> np.ndarray:
     rng = np.random.default_rng(seed)
     return (0.1 * rng.standard_normal(int(seconds * AUDIO_RATE))).astype(np.float32)
+
+
+def tiny_multimodal(
+    clip_dir: Path,
+    whisper_dir: Path | None = None,
+    *,
+    seed: int = 0,
+    image_batch: int = 32,
+    attn_implementation: str = "sdpa",
+):
+    """Tiny Llama + "image" (CLIP, MLP projector) [+ "audio" (Whisper, pool 2)]."""
+    from mmgen.modalities import AudioConfig, AudioModality, ImageConfig, ImageModality
+    from mmgen.model import MultimodalModel
+
+    torch.manual_seed(seed)
+    image = ImageConfig(hidden_size=LLM_HIDDEN, encoder=str(clip_dir), max_batch_size=image_batch)
+    modalities = {"image": ImageModality(image)}
+    if whisper_dir is not None:
+        audio = AudioConfig(hidden_size=LLM_HIDDEN, encoder=str(whisper_dir), pool=2)
+        modalities["audio"] = AudioModality(audio)
+    llm = tiny_llm(seed, attn_implementation)
+    return MultimodalModel(language_model=llm, modalities=modalities).eval()
