@@ -8,6 +8,7 @@ from typing import Any
 
 import transformers
 from transformers import AutoConfig, AutoModel, PreTrainedConfig, PreTrainedModel
+from transformers.utils import logging
 
 from mmgen.errors import ConfigError
 
@@ -38,9 +39,18 @@ def load_encoder(name: str, path: str | None, config: Any, part: str | None) -> 
     (a vision tower loads alone from a full CLIP/SigLIP checkpoint), else random init."""
     sub_config = encoder_config(name, path, config, part)
     model_cls = AutoModel._model_mapping[type(sub_config)]
-    if path is not None:
+    if path is None:
+        return model_cls._from_config(sub_config)
+    if part is None or getattr(AutoConfig.from_pretrained(path), part, None) is None:
         return model_cls.from_pretrained(path)
-    return model_cls._from_config(sub_config)
+    # a tower out of a dual checkpoint: the other tower's weights are expected leftovers, and
+    # transformers would print each of them as "UNEXPECTED"
+    verbosity = logging.get_verbosity()
+    logging.set_verbosity_error()
+    try:
+        return model_cls.from_pretrained(path)
+    finally:
+        logging.set_verbosity(verbosity)
 
 
 def load_preprocessor(name: str, source: Any, fallback: str | None, auto_cls: Any):

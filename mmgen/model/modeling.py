@@ -113,8 +113,9 @@ class MultimodalModel(PreTrainedModel):
                     f"is {hidden}: set hidden_size={hidden} in its config"
                 )
 
-    def _init_weights(self, module: nn.Module) -> None:
-        # every parameter belongs to a part that initialised (or loaded) itself
+    def initialize_weights(self) -> None:
+        # every parameter belongs to a part that initialised or loaded itself; transformers'
+        # recursive init would re-initialise modules it did not create (peft's LoRA layers)
         return
 
     # -- what other code reads ------------------------------------------------------------------
