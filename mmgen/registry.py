@@ -7,6 +7,7 @@ from __future__ import annotations
 import difflib
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
@@ -20,6 +21,17 @@ T = TypeVar("T")
 def _same_class(a: type, b: type) -> bool:
     # a module imported twice (tests, notebooks) re-creates its classes: allow re-registration
     return a is b or (a.__module__, a.__qualname__) == (b.__module__, b.__qualname__)
+
+
+def _warn_if_replaced(kind: str, name: str, existing: type | None, new: type) -> None:
+    # the user's class wins: the MultiMeditron walkthrough registers its own "raw-image" loader
+    # over the built-in one, and that code must run unchanged
+    if existing is not None and not _same_class(existing, new):
+        warnings.warn(
+            f"{kind} name {name!r} now refers to {new.__module__}.{new.__qualname__} "
+            f"(was {existing.__module__}.{existing.__qualname__})",
+            stacklevel=3,
+        )
 
 
 def _unknown(kind: str, name: str, known: dict[str, Any]) -> KeyError:
@@ -41,11 +53,7 @@ class AutoModalityLoader:
         def decorator(loader_cls: type[T]) -> type[T]:
             if not (isinstance(loader_cls, type) and issubclass(loader_cls, BaseModalityLoader)):
                 raise TypeError(f"{loader_cls!r} must subclass BaseModalityLoader")
-            existing = cls._registry.get(name)
-            if existing is not None and not _same_class(existing, loader_cls):
-                raise ValueError(
-                    f"loader name {name!r} is already registered by {existing.__qualname__}"
-                )
+            _warn_if_replaced("loader", name, cls._registry.get(name), loader_cls)
             loader_cls.name = name
             cls._registry[name] = loader_cls
             return loader_cls
@@ -88,11 +96,7 @@ class AutoModality:
                 )
             if modality_cls.preprocessor_class is None:
                 raise TypeError(f"{modality_cls.__qualname__} must set preprocessor_class")
-            existing = cls._registry.get(name)
-            if existing is not None and not _same_class(existing, modality_cls):
-                raise ValueError(
-                    f"modality name {name!r} is already registered by {existing.__qualname__}"
-                )
+            _warn_if_replaced("modality", name, cls._registry.get(name), modality_cls)
             config_cls.model_type = name
             cls._registry[name] = modality_cls
             AutoConfig.register(name, config_cls, exist_ok=True)
