@@ -30,6 +30,9 @@ from mmgen import (
     MultimodalModel,
 )
 
+# the walkthrough registers its own "raw-image" loader; other test modules keep the built-in one
+_LOADERS_BEFORE = dict(AutoModalityLoader._registry)
+
 # --- the walkthrough's four classes (only the imports above differ from the published text) ---
 
 
@@ -136,6 +139,19 @@ class ImageModality(BaseModality):
 
 
 # --- using it through mmgen ---
+
+_WALKTHROUGH_LOADERS = dict(AutoModalityLoader._registry)
+AutoModalityLoader._registry.clear()
+AutoModalityLoader._registry.update(_LOADERS_BEFORE)
+
+
+@pytest.fixture(autouse=True)
+def walkthrough_loaders():
+    saved = dict(AutoModalityLoader._registry)
+    AutoModalityLoader._registry.update(_WALKTHROUGH_LOADERS)
+    yield
+    AutoModalityLoader._registry.clear()
+    AutoModalityLoader._registry.update(saved)
 
 
 def _png(seed: int) -> bytes:
