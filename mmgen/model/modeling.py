@@ -208,7 +208,7 @@ class MultimodalModel(PreTrainedModel):
                 )
             if attention_mask is not None:
                 raise ValueError("give cu_seqlens (packed) or attention_mask (padded), not both")
-            from mmgen.varlen import packed_attention_kwargs
+            from mmgen.varlen import mask_first_labels, packed_attention_kwargs
 
             total = input_ids.shape[0]
             if int(cu_seqlens[-1]) != total:
@@ -217,7 +217,14 @@ class MultimodalModel(PreTrainedModel):
                 max_seqlen = int((cu_seqlens[1:] - cu_seqlens[:-1]).max()) if total else 0
             if position_ids is None:
                 position_ids = _packed_position_ids(cu_seqlens.to(input_ids.device), total)
-            kwargs.update(packed_attention_kwargs(cu_seqlens, max_seqlen, self.attn_implementation))
+            kwargs.update(
+                packed_attention_kwargs(
+                    cu_seqlens, max_seqlen, self.attn_implementation, dtype=inputs_embeds.dtype
+                )
+            )
+            if labels is not None:
+                # no sample is a target of the one packed before it (the collator does this too)
+                labels = mask_first_labels(labels, cu_seqlens)
         elif packed and attention_mask is not None:
             attention_mask = attention_mask.unsqueeze(0)
         if packed:
@@ -226,6 +233,8 @@ class MultimodalModel(PreTrainedModel):
             labels = labels.unsqueeze(0) if labels is not None else None
         if attention_mask is not None:
             kwargs["attention_mask"] = attention_mask
+        # a training/scoring pass: no KV cache to build (generate() goes through the LLM's own)
+        kwargs.setdefault("use_cache", False)
         out = self.language_model(
             inputs_embeds=inputs_embeds, position_ids=position_ids, labels=labels, **kwargs
         )
