@@ -7,7 +7,6 @@ from __future__ import annotations
 import difflib
 import json
 import os
-import warnings
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
@@ -23,17 +22,6 @@ def _same_class(a: type, b: type) -> bool:
     return a is b or (a.__module__, a.__qualname__) == (b.__module__, b.__qualname__)
 
 
-def _warn_if_replaced(kind: str, name: str, existing: type | None, new: type) -> None:
-    # the user's class wins: the MultiMeditron walkthrough registers its own "raw-image" loader
-    # over the built-in one, and that code must run unchanged
-    if existing is not None and not _same_class(existing, new):
-        warnings.warn(
-            f"{kind} name {name!r} now refers to {new.__module__}.{new.__qualname__} "
-            f"(was {existing.__module__}.{existing.__qualname__})",
-            stacklevel=3,
-        )
-
-
 def _unknown(kind: str, name: str, known: dict[str, Any]) -> KeyError:
     hint = difflib.get_close_matches(name, known, n=1)
     suggestion = f"; did you mean {hint[0]!r}?" if hint else ""
@@ -44,18 +32,32 @@ class AutoModalityLoader:
     """``@AutoModalityLoader.register("raw-image")`` on a loader class; ``from_name`` builds one."""
 
     _registry: ClassVar[dict[str, type[BaseModalityLoader]]] = {}
+    # mmgen's own loaders (raw-image, raw-audio): user code registering the same name (as the
+    # MultiMeditron walkthrough does with "raw-image") takes it over, whatever the import order
+    _builtin: ClassVar[set[str]] = set()
 
     def __init__(self) -> None:
         raise TypeError("use AutoModalityLoader.from_name(name)")
 
     @classmethod
-    def register(cls, name: str):
+    def register(cls, name: str, *, builtin: bool = False):
         def decorator(loader_cls: type[T]) -> type[T]:
             if not (isinstance(loader_cls, type) and issubclass(loader_cls, BaseModalityLoader)):
                 raise TypeError(f"{loader_cls!r} must subclass BaseModalityLoader")
-            _warn_if_replaced("loader", name, cls._registry.get(name), loader_cls)
+            existing = cls._registry.get(name)
+            if builtin and existing is not None and name not in cls._builtin:
+                return loader_cls  # a user loader already has the name: it stays
+            if name in cls._builtin and not builtin:
+                existing = None
+                cls._builtin.discard(name)
+            if existing is not None and not _same_class(existing, loader_cls):
+                raise ValueError(
+                    f"loader name {name!r} is already registered by {existing.__qualname__}"
+                )
             loader_cls.name = name
             cls._registry[name] = loader_cls
+            if builtin:
+                cls._builtin.add(name)
             return loader_cls
 
         return decorator
@@ -96,7 +98,11 @@ class AutoModality:
                 )
             if modality_cls.preprocessor_class is None:
                 raise TypeError(f"{modality_cls.__qualname__} must set preprocessor_class")
-            _warn_if_replaced("modality", name, cls._registry.get(name), modality_cls)
+            existing = cls._registry.get(name)
+            if existing is not None and not _same_class(existing, modality_cls):
+                raise ValueError(
+                    f"modality name {name!r} is already registered by {existing.__qualname__}"
+                )
             config_cls.model_type = name
             cls._registry[name] = modality_cls
             AutoConfig.register(name, config_cls, exist_ok=True)

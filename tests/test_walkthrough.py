@@ -32,6 +32,7 @@ from mmgen import (
 
 # the walkthrough registers its own "raw-image" loader; other test modules keep the built-in one
 _LOADERS_BEFORE = dict(AutoModalityLoader._registry)
+_BUILTIN_BEFORE = set(getattr(AutoModalityLoader, "_builtin", ()))
 
 # --- the walkthrough's four classes (only the imports above differ from the published text) ---
 
@@ -141,17 +142,25 @@ class ImageModality(BaseModality):
 # --- using it through mmgen ---
 
 _WALKTHROUGH_LOADERS = dict(AutoModalityLoader._registry)
-AutoModalityLoader._registry.clear()
-AutoModalityLoader._registry.update(_LOADERS_BEFORE)
+
+
+def _restore_loaders(registry: dict, builtin: set) -> None:
+    AutoModalityLoader._registry.clear()
+    AutoModalityLoader._registry.update(registry)
+    if hasattr(AutoModalityLoader, "_builtin"):
+        AutoModalityLoader._builtin.clear()
+        AutoModalityLoader._builtin.update(builtin)
+
+
+_restore_loaders(_LOADERS_BEFORE, _BUILTIN_BEFORE)
 
 
 @pytest.fixture(autouse=True)
 def walkthrough_loaders():
-    saved = dict(AutoModalityLoader._registry)
+    saved = dict(AutoModalityLoader._registry), set(getattr(AutoModalityLoader, "_builtin", ()))
     AutoModalityLoader._registry.update(_WALKTHROUGH_LOADERS)
     yield
-    AutoModalityLoader._registry.clear()
-    AutoModalityLoader._registry.update(saved)
+    _restore_loaders(*saved)
 
 
 def _png(seed: int) -> bytes:
