@@ -1,5 +1,6 @@
-"""Pieces the built-in modalities share: an encoder and a preprocessor from a pretrained name or
-path, or from a config dict (random init: tests, and checkpoints converted from other models).
+"""What the built-in modalities share: an encoder and a preprocessor from a pretrained name or
+path, or from a config dict (random init: tests, and checkpoints converted from other models),
+and the config fields and modality methods of "transformers encoder + projector".
 """
 
 from __future__ import annotations
@@ -7,10 +8,13 @@ from __future__ import annotations
 from typing import Any
 
 import transformers
+from torch import nn
 from transformers import AutoConfig, AutoModel, PreTrainedConfig, PreTrainedModel
 from transformers.utils import logging
 
 from mmgen.errors import ConfigError
+from mmgen.modality import BaseModality, BaseModalityConfig
+from mmgen.projectors import build_projector
 
 
 def config_from_dict(config: dict[str, Any] | PreTrainedConfig) -> PreTrainedConfig:
@@ -67,3 +71,64 @@ def load_preprocessor(name: str, source: Any, fallback: str | None, auto_cls: An
         options = {k: v for k, v in source.items() if not k.endswith("_type")}
         return processor_cls(**options)
     raise ConfigError(f"{name}: set the processor (a name, path or dict) or `encoder`")
+
+
+class EncoderConfig(BaseModalityConfig):
+    """Fields of a built-in modality: a transformers encoder and a projector.
+
+    Args:
+        hidden_size: the LLM's hidden size.
+        max_batch_size: most items per encoder call.
+        encoder: name or path of the pretrained encoder checkpoint.
+        encoder_config: the encoder's config as a dict (with ``model_type``), for a randomly
+            initialised encoder when ``encoder`` is not given.
+        projector, projector_layers, projector_activation: see ``mmgen.projectors``.
+    """
+
+    default_modality_type = "unknown"  # set by each subclass
+
+    def __init__(
+        self,
+        hidden_size: int = 4096,
+        max_batch_size: int = 32,
+        encoder: str | None = None,
+        encoder_config: dict[str, Any] | PreTrainedConfig | None = None,
+        projector: str = "mlp",
+        projector_layers: int = 2,
+        projector_activation: str = "gelu",
+        **kwargs: Any,
+    ) -> None:
+        modality_type = kwargs.pop("modality_type", None) or self.default_modality_type
+        if isinstance(encoder_config, PreTrainedConfig):
+            encoder_config = encoder_config.to_dict()
+        self.encoder = encoder
+        self.encoder_config = encoder_config
+        self.projector = projector
+        self.projector_layers = projector_layers
+        self.projector_activation = projector_activation
+        super().__init__(
+            hidden_size=hidden_size,
+            max_batch_size=max_batch_size,
+            modality_type=modality_type,
+            **kwargs,
+        )
+
+
+class EncoderModality(BaseModality):
+    """A built-in modality: ``self.encoder`` (the embedder) and ``self.projector``."""
+
+    def build_projector(self, in_features: int) -> nn.Module:
+        config = self.config
+        return build_projector(
+            config.projector,
+            in_features,
+            config.hidden_size,
+            layers=config.projector_layers,
+            activation=config.projector_activation,
+        )
+
+    def freeze_modality_embedder(self) -> None:
+        self.encoder.requires_grad_(False)
+
+    def unfreeze_modality_embedder(self) -> None:
+        self.encoder.requires_grad_(True)

@@ -20,22 +20,26 @@ from transformers import AutoFeatureExtractor, PreTrainedConfig
 
 from mmgen.constants import MODALITY_VALUE_KEY, NUM_EMBEDDINGS_KEY
 from mmgen.errors import ConfigError, DataError
-from mmgen.modalities._hf import encoder_config, load_encoder, load_preprocessor
-from mmgen.modality import BaseModality, BaseModalityConfig, BaseModalityProcessor
-from mmgen.projectors import build_projector
+from mmgen.modalities._hf import (
+    EncoderConfig,
+    EncoderModality,
+    encoder_config,
+    load_encoder,
+    load_preprocessor,
+)
+from mmgen.modality import BaseModalityProcessor
 from mmgen.registry import AutoModality
 
 
-class AudioConfig(BaseModalityConfig):
-    """Args:
-    hidden_size: the LLM's hidden size.
-    max_batch_size: most clips per encoder call.
-    encoder: name or path of a Whisper checkpoint (its encoder is used).
-    encoder_config: a Whisper config as a dict, for a randomly initialised encoder.
+class AudioConfig(EncoderConfig):
+    """``encoder``: a Whisper checkpoint (its encoder is used); ``encoder_config``: a Whisper
+    config. Besides ``EncoderConfig``'s arguments:
+
     feature_extractor: name, path or ``to_dict()`` of the feature extractor (default: encoder).
     pool: average this many neighbouring encoder frames into one embedding.
-    projector, projector_layers, projector_activation: see ``mmgen.projectors``.
     """
+
+    default_modality_type = "audio"
 
     def __init__(
         self,
@@ -45,29 +49,13 @@ class AudioConfig(BaseModalityConfig):
         encoder_config: dict[str, Any] | None = None,
         feature_extractor: str | dict[str, Any] | None = None,
         pool: int = 1,
-        projector: str = "mlp",
-        projector_layers: int = 2,
-        projector_activation: str = "gelu",
         **kwargs: Any,
     ) -> None:
-        modality_type = kwargs.pop("modality_type", None) or "audio"
-        if isinstance(encoder_config, PreTrainedConfig):
-            encoder_config = encoder_config.to_dict()
         if not isinstance(pool, int) or pool < 1:
             raise ConfigError(f"audio modality: pool must be an int >= 1, got {pool!r}")
-        self.encoder = encoder
-        self.encoder_config = encoder_config
         self.feature_extractor = feature_extractor
         self.pool = pool
-        self.projector = projector
-        self.projector_layers = projector_layers
-        self.projector_activation = projector_activation
-        super().__init__(
-            hidden_size=hidden_size,
-            max_batch_size=max_batch_size,
-            modality_type=modality_type,
-            **kwargs,
-        )
+        super().__init__(hidden_size, max_batch_size, encoder, encoder_config, **kwargs)
 
     def whisper_config(self) -> PreTrainedConfig:
         return encoder_config("audio modality", self.encoder, self.encoder_config, None)
@@ -124,7 +112,7 @@ class AudioProcessor(BaseModalityProcessor):
 
 
 @AutoModality.register("mmgen_audio")
-class AudioModality(BaseModality):
+class AudioModality(EncoderModality):
     """Whisper encoder -> average pooling by ``pool`` -> projector: ``(B, N, hidden_size)``."""
 
     config_class = AudioConfig
@@ -135,19 +123,7 @@ class AudioModality(BaseModality):
         whisper = load_encoder("audio modality", config.encoder, config.encoder_config, None)
         # a whole Whisper model (encoder-decoder) was loaded: keep the encoder only
         self.encoder = whisper.get_encoder() if hasattr(whisper, "get_encoder") else whisper
-        self.projector = build_projector(
-            config.projector,
-            self.encoder.config.d_model,
-            config.hidden_size,
-            layers=config.projector_layers,
-            activation=config.projector_activation,
-        )
-
-    def freeze_modality_embedder(self) -> None:
-        self.encoder.requires_grad_(False)
-
-    def unfreeze_modality_embedder(self) -> None:
-        self.encoder.requires_grad_(True)
+        self.projector = self.build_projector(self.encoder.config.d_model)
 
     def forward(self, inputs: list[torch.Tensor]) -> torch.Tensor:
         features = torch.stack(list(inputs)).to(self.encoder.device, self.encoder.dtype)

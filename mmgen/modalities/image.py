@@ -15,25 +15,28 @@ from transformers import AutoImageProcessor, PreTrainedConfig
 
 from mmgen.constants import MODALITY_VALUE_KEY, NUM_EMBEDDINGS_KEY
 from mmgen.errors import ConfigError
-from mmgen.modalities._hf import encoder_config, load_encoder, load_preprocessor
-from mmgen.modality import BaseModality, BaseModalityConfig, BaseModalityProcessor
-from mmgen.projectors import build_projector
+from mmgen.modalities._hf import (
+    EncoderConfig,
+    EncoderModality,
+    encoder_config,
+    load_encoder,
+    load_preprocessor,
+)
+from mmgen.modality import BaseModalityProcessor
 from mmgen.registry import AutoModality
 
 
-class ImageConfig(BaseModalityConfig):
-    """Args:
-    hidden_size: the LLM's hidden size.
-    max_batch_size: most images per encoder call.
-    encoder: name or path of a CLIP / SigLIP checkpoint (full or vision-only).
-    encoder_config: the vision config as a dict (with ``model_type``), for a randomly
-        initialised tower when ``encoder`` is not given.
+class ImageConfig(EncoderConfig):
+    """``encoder``: a CLIP / SigLIP checkpoint (full or vision-only); ``encoder_config``: a
+    vision config. Besides ``EncoderConfig``'s arguments:
+
     image_processor: name, path or ``to_dict()`` of the image processor (default: ``encoder``).
     feature_layer: hidden-state index to project (``None``: the tower's last_hidden_state;
         LLaVA uses ``-2``).
     drop_cls: drop the CLS row (``None``: drop it when the tower has one).
-    projector, projector_layers, projector_activation: see ``mmgen.projectors``.
     """
+
+    default_modality_type = "image"
 
     def __init__(
         self,
@@ -44,28 +47,12 @@ class ImageConfig(BaseModalityConfig):
         image_processor: str | dict[str, Any] | None = None,
         feature_layer: int | None = None,
         drop_cls: bool | None = None,
-        projector: str = "mlp",
-        projector_layers: int = 2,
-        projector_activation: str = "gelu",
         **kwargs: Any,
     ) -> None:
-        modality_type = kwargs.pop("modality_type", None) or "image"
-        if isinstance(encoder_config, PreTrainedConfig):
-            encoder_config = encoder_config.to_dict()
-        self.encoder = encoder
-        self.encoder_config = encoder_config
         self.image_processor = image_processor
         self.feature_layer = feature_layer
         self.drop_cls = drop_cls
-        self.projector = projector
-        self.projector_layers = projector_layers
-        self.projector_activation = projector_activation
-        super().__init__(
-            hidden_size=hidden_size,
-            max_batch_size=max_batch_size,
-            modality_type=modality_type,
-            **kwargs,
-        )
+        super().__init__(hidden_size, max_batch_size, encoder, encoder_config, **kwargs)
 
     def vision_config(self) -> PreTrainedConfig:
         return encoder_config("image modality", self.encoder, self.encoder_config, "vision_config")
@@ -110,7 +97,7 @@ class ImageProcessor(BaseModalityProcessor):
 
 
 @AutoModality.register("mmgen_image")
-class ImageModality(BaseModality):
+class ImageModality(EncoderModality):
     """Vision tower -> chosen hidden state (CLS dropped) -> projector: ``(B, N, hidden_size)``."""
 
     config_class = ImageConfig
@@ -124,19 +111,7 @@ class ImageModality(BaseModality):
         vision_config = self.encoder.config
         has_cls = _has_cls(vision_config)
         self.drop_cls = has_cls if config.drop_cls is None else bool(config.drop_cls and has_cls)
-        self.projector = build_projector(
-            config.projector,
-            vision_config.hidden_size,
-            config.hidden_size,
-            layers=config.projector_layers,
-            activation=config.projector_activation,
-        )
-
-    def freeze_modality_embedder(self) -> None:
-        self.encoder.requires_grad_(False)
-
-    def unfreeze_modality_embedder(self) -> None:
-        self.encoder.requires_grad_(True)
+        self.projector = self.build_projector(vision_config.hidden_size)
 
     def forward(self, inputs: list[torch.Tensor]) -> torch.Tensor:
         pixel_values = torch.stack(list(inputs)).to(self.encoder.device, self.encoder.dtype)
