@@ -5,6 +5,9 @@ also registered with transformers' ``AutoConfig`` / ``AutoModel``).
 from __future__ import annotations
 
 import difflib
+import json
+import os
+from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 from transformers import AutoConfig, AutoModel
@@ -133,8 +136,14 @@ class AutoModality:
         return cls.get(config.model_type)(config, **kwargs)
 
     @classmethod
-    def from_pretrained(cls, path: str, **kwargs: Any) -> BaseModality:
-        model = AutoModel.from_pretrained(path, **kwargs)
-        if not isinstance(model, BaseModality):
-            raise TypeError(f"{path} holds a {type(model).__name__}, not a registered modality")
-        return model
+    def from_pretrained(cls, path: str | os.PathLike, **kwargs: Any) -> BaseModality:
+        """Load a modality saved with ``save_pretrained``; its class comes from the registered
+        ``model_type`` in ``path/config.json``.
+        """
+        config_file = Path(path) / "config.json"
+        if not config_file.is_file():
+            raise FileNotFoundError(f"{path} has no config.json: not a saved modality")
+        model_type = json.loads(config_file.read_text()).get("model_type")
+        if model_type not in cls._registry:
+            raise _unknown("modality", str(model_type), cls._registry)
+        return cls._registry[model_type].from_pretrained(path, **kwargs)
