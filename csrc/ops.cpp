@@ -24,6 +24,17 @@ TORCH_LIBRARY(mmgen, m) {
   m.def("_build_info() -> str", &mmgen::build_info);
 
   // --- fused embedding merge (issue: foundation) ---
+  // out[t] = features[k][r] where input_ids[t] == placeholder_ids[k] (r: earlier positions with
+  // that id), else weight[input_ids[t]]. validate=False skips the CUDA count check's host sync.
+  m.def(
+      "packed_merge(Tensor input_ids, Tensor weight, Tensor[] features, int[] placeholder_ids, "
+      "*, bool validate=True) -> Tensor");
+  // Gradients to weight (deterministic; 0 rows when not weight_grad) and to each feature tensor
+  // (0 rows where feature_grads[k] is false).
+  m.def(
+      "packed_merge_backward(Tensor grad_out, Tensor input_ids, SymInt vocab_size, "
+      "SymInt[] feature_rows, int[] placeholder_ids, bool weight_grad, bool[] feature_grads) "
+      "-> (Tensor, Tensor[])");
 
   // --- variable-length batching (issue: varlen) ---
   // Pack index (0..P-1) of every sample: each pack's lengths sum to <= capacity and, with items,

@@ -8,7 +8,11 @@ from mmgen.extension import load as _load
 
 _load()
 
-from mmgen.ops.varlen import (  # noqa: E402, F401  (re-exported; needs _load() first)
+# --- fused embedding merge ---
+from mmgen.ops.merge import packed_merge  # noqa: E402  (needs the ops loaded above)
+
+# --- variable-length batching ---
+from mmgen.ops.varlen import (  # noqa: E402  (needs the ops loaded above)
     VarlenMetadata,
     block_diagonal_causal_mask,
     pad_varlen,
@@ -16,3 +20,13 @@ from mmgen.ops.varlen import (  # noqa: E402, F401  (re-exported; needs _load() 
     unpad_varlen,
     varlen_metadata,
 )
+
+__all__ = [
+    "VarlenMetadata",
+    "block_diagonal_causal_mask",
+    "packed_merge",
+    "pad_varlen",
+    "plan_packs",
+    "unpad_varlen",
+    "varlen_metadata",
+]
