@@ -5,7 +5,8 @@ without it the run is a single process and every helper here is a cheap no-op. B
 on GPUs, gloo on CPU (how the tests run 2 processes on one machine).
 
 DDP replicates the model and averages gradients; FSDP2 (``fully_shard``) shards each LLM decoder
-layer, each modality and the root, so a model larger than one device's memory still trains. The
+layer and the root (embeddings, head, modalities), so an LLM larger than one device's memory
+still trains. The
 same ``torchrun`` command scales to several nodes (``--nnodes``, ``--rdzv-endpoint``).
 """
 
@@ -86,8 +87,9 @@ def wrap(model: nn.Module, strategy: str, world: World) -> nn.Module:
         for module in model.language_model.modules():
             if type(module).__name__ in no_split:
                 fully_shard(module)
-        for modality in model.modalities.values():
-            fully_shard(modality)
+        # modalities stay in the root's group: an encoder runs once per chunk of items, a number
+        # that differs between ranks, and a separately sharded module would gather its weights
+        # a different number of times on each rank (a collective mismatch)
         fully_shard(model)
         register_fsdp_forward_method(model, "generate")  # gathers the root's weights for it
         return model

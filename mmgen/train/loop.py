@@ -138,11 +138,17 @@ class Trainer:
         config, world = self.config, self.world
         stage = config.stages[index]
         counts = stages.apply_stage(self.model, stage)
+        only = None
+        if config.distributed.strategy == "fsdp" and world.distributed:
+            # FSDP2 fixes which parameters get gradients when it shards, so every parameter
+            # keeps requires_grad and a stage chooses what trains through the optimizer alone
+            only = {n for n, p in self.model.named_parameters() if p.requires_grad}
+            self.model.requires_grad_(True)
         # DDP registers the parameters that train when it wraps: wrap again for every stage
         self.wrapped = self.model  # drop the previous stage's wrapper first
         self.wrapped = distributed.wrap(self.model, config.distributed.strategy, world)
         self.stage_index = index
-        self.optimizer, self.scheduler = stages.make_optimizer(config, stage, self.wrapped)
+        self.optimizer, self.scheduler = stages.make_optimizer(config, stage, self.wrapped, only)
         if state is not None and state["optimizer"] is not None:
             distributed.load_optimizer_state(self.wrapped, self.optimizer, state["optimizer"])
             self.scheduler.load_state_dict(state["scheduler"])
@@ -211,7 +217,7 @@ class Trainer:
             self.scaler.update()
         else:
             optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+        self.wrapped.zero_grad(set_to_none=True)  # frozen parameters' too (FSDP computes them)
         self.scheduler.step()
 
     # -- evaluation ------------------------------------------------------------------------
@@ -274,11 +280,16 @@ class Trainer:
         distributed.barrier()
 
     def _write(self, folder: Path, state: dict[str, Any], weights) -> None:
-        extra = {"state_dict": weights} if weights is not None else {}
-        self.model.save_pretrained(folder / checkpoint.MODEL_DIR, tokenizer=self.tokenizer, **extra)
+        self._save_model(folder / checkpoint.MODEL_DIR, weights)
         source = self.config.source.read_text(encoding="utf-8")
         (folder / checkpoint.CONFIG_FILE).write_text(source, encoding="utf-8")
         torch.save(state, folder / checkpoint.STATE_FILE)  # last: the folder is complete
+
+    def _save_model(self, folder: Path, weights: dict[str, torch.Tensor] | None) -> None:
+        """The model and tokenizer as ``MultimodalModel.from_pretrained`` reads them; ``weights``
+        are the gathered full weights of an FSDP model (None: the model's own)."""
+        extra = {"state_dict": weights} if weights is not None else {}
+        self.model.save_pretrained(folder, tokenizer=self.tokenizer, **extra)
 
     def _save_after_error(self, data_state: dict[str, int], rng: dict[str, Any]) -> None:
         """An error inside a step (before the update): keep what the completed steps learnt.
@@ -299,8 +310,9 @@ class Trainer:
         if self.data.eval is not None:
             self._evaluate("eval")
         self._evaluate("test")
+        weights = distributed.full_model_state(self.wrapped)
         if self.world.main:
-            self.model.save_pretrained(self.out / FINAL_MODEL_DIR, tokenizer=self.tokenizer)
+            self._save_model(self.out / FINAL_MODEL_DIR, weights)
             if self.config.logging.plot and self.metrics.path.is_file():
                 from mmgen.train.plot import plot_metrics
 

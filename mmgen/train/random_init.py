@@ -45,16 +45,14 @@ def random_init_fields(
 
 
 def _spec(config: TrainConfig, name: str, spec: str):
-    from mmgen.codegen.catalog import builtin_spec
-    from mmgen.spec import load_spec
+    from mmgen.codegen.catalog import resolve
 
-    loc = ("modalities", name, "random_init", "spec")
     try:
-        if spec.endswith((".yaml", ".yml")):
-            return load_spec(config.path(spec))
-        return builtin_spec(spec)
+        if spec.endswith((".yaml", ".yml")):  # a spec file, relative to the project
+            return resolve(name, config.path(spec))[0]
+        return resolve(spec, None)[0]  # a built-in spec by name
     except MmgenError as exc:
-        raise config.error(loc, str(exc)) from None
+        raise config.error(("modalities", name, "random_init", "spec"), str(exc)) from None
 
 
 def _import(config: TrainConfig, name: str, dotted: str | None) -> type:

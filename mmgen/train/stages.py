@@ -63,13 +63,16 @@ def apply_stage(model: Any, stage: StageSection) -> dict[str, int]:
     return model.set_trainable(preset, **{k: v for k, v in parts.items() if v is not None})
 
 
-def make_optimizer(config: TrainConfig, stage: StageSection, model: nn.Module):
-    """AdamW over the trainable parameters, with weight decay on matrices only (biases, norms and
-    1-D parameters are left undecayed, as in nanoGPT), and the stage's LR schedule."""
+def make_optimizer(
+    config: TrainConfig, stage: StageSection, model: nn.Module, only: set[str] | None = None
+):
+    """AdamW over the trainable parameters (or those named in ``only``), with weight decay on
+    matrices only (biases, norms and 1-D parameters are left undecayed, as in nanoGPT), and the
+    stage's LR schedule."""
     section = config.optimizer
     decay, no_decay = [], []
-    for _, parameter in model.named_parameters():
-        if parameter.requires_grad:
+    for name, parameter in model.named_parameters():
+        if parameter.requires_grad if only is None else name in only:
             (decay if parameter.dim() >= 2 else no_decay).append(parameter)
     if not decay and not no_decay:
         where = ("stages", config.stages.index(stage))

@@ -106,7 +106,7 @@ def test_yaml_syntax_error_gives_its_line(tmp_path: Path) -> None:
 
 
 def test_missing_file(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="nope.yaml: cannot read"):
+    with pytest.raises(ConfigError, match=r"nope\.yaml: cannot read"):
         load_config(tmp_path / "nope.yaml")
 
 
@@ -116,5 +116,5 @@ def test_overrides_replace_values_before_validation(tmp_path: Path) -> None:
     assert (config.stages[1].steps, config.packing.capacity, config.seed) == (5, 64, 3)
     with pytest.raises(ConfigError, match=r"stages\[1\].steps:"):
         load_config(path, ["stages.1.steps=-1"])
-    with pytest.raises(ConfigError, match="expected dotted.key=value"):
+    with pytest.raises(ConfigError, match=r"expected dotted\.key=value"):
         load_config(path, ["stages.1.steps"])

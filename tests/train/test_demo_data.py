@@ -78,7 +78,8 @@ def test_image_task_writes_pngs_with_colour_and_shape_answers(tmp_path: Path) ->
     for row in rows(tmp_path / "train.jsonl"):
         colour, shape = row["conversations"][1]["content"].split()
         assert colour in COLOURS and shape in SHAPES
-        image = Image.open(io.BytesIO((tmp_path / row["modalities"][0]["value"]["path"]).read_bytes()))
+        media = tmp_path / row["modalities"][0]["value"]["path"]
+        image = Image.open(io.BytesIO(media.read_bytes()))
         pixels = np.asarray(image.convert("RGB")).reshape(-1, 3).astype(int)
         assert image.size == (IMAGE_SIZE, IMAGE_SIZE)
         # the shape's colour covers a visible part of the image

@@ -14,7 +14,7 @@ from mmgen.cli import app
 from mmgen.errors import ConfigError, DataError
 from mmgen.train.config import load_config
 from mmgen.train.loop import train
-from tests.train.conftest import make_config, write_config
+from tests.train.helpers import make_config, write_config
 
 runner = CliRunner()
 
@@ -60,7 +60,8 @@ def test_cli_reports_a_config_error_as_one_line(data: Path, tmp_path: Path) -> N
 def test_missing_data_file(data: Path, tmp_path: Path) -> None:
     (data / "train.jsonl").unlink()
     path = write_config(tmp_path / "train.yaml", make_config(data, tmp_path / "run"))
-    with pytest.raises(ConfigError, match=r"train.yaml:\d+: data.train: file not found: .*train.jsonl"):
+    found = r"train\.yaml:\d+: data\.train: file not found: .*train\.jsonl"
+    with pytest.raises(ConfigError, match=found):
         train(load_config(path))
 
 
@@ -72,7 +73,8 @@ def test_malformed_jsonl_line_names_its_line(data: Path, tmp_path: Path) -> None
 
 
 def test_placeholder_count_mismatch_names_the_sample(data: Path, tmp_path: Path) -> None:
-    spoil(data, bad_row("two-placeholders", "Compare <audio> and <audio>?", "media/train-00000.wav"))
+    row = bad_row("two-placeholders", "Compare <audio> and <audio>?", "media/train-00000.wav")
+    spoil(data, row)
     path = write_config(tmp_path / "train.yaml", make_config(data, tmp_path / "run"))
     with pytest.raises(DataError, match=r"sample 'two-placeholders' .*2 <audio> placeholder\(s\)"):
         train(load_config(path))
@@ -114,7 +116,7 @@ def test_unregistered_modality_suggests_generating_it(data: Path, tmp_path: Path
     config = make_config(data, tmp_path / "run")
     config["modalities"]["audio"]["type"] = "mmgen_audoi"
     path = write_config(tmp_path / "train.yaml", config)
-    with pytest.raises(ConfigError, match="did you mean 'mmgen_audio'.*mmgen new-modality"):
+    with pytest.raises(ConfigError, match=r"did you mean 'mmgen_audio'.*mmgen new-modality"):
         train(load_config(path))
 
 

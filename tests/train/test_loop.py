@@ -12,10 +12,9 @@ import torch
 from mmgen.train.config import load_config
 from mmgen.train.loop import FINAL_MODEL_DIR, train
 from mmgen.train.metrics import read_metrics
+from tests.train.helpers import train_losses
 
-
-def losses(run: Path) -> dict[int, float]:
-    return {r["step"]: r["loss"] for r in read_metrics(run / "metrics.jsonl") if r["kind"] == "train"}
+losses = train_losses
 
 
 def test_trains_logs_checkpoints_and_saves_a_loadable_model(config_file) -> None:
@@ -40,8 +39,9 @@ def test_trains_logs_checkpoints_and_saves_a_loadable_model(config_file) -> None
 
     final = MultimodalModel.from_pretrained(run / FINAL_MODEL_DIR)
     last = MultimodalModel.from_pretrained(run / "checkpoints/step-00000006/model")
-    for (name, a), (_, b) in zip(final.state_dict().items(), last.state_dict().items(), strict=True):
-        assert torch.equal(a, b), name
+    expected = last.state_dict()
+    for name, value in final.state_dict().items():
+        assert torch.equal(value, expected[name]), name
 
 
 def test_resumed_run_matches_the_uninterrupted_one_step_for_step(config_file, tmp_path) -> None:
@@ -63,7 +63,8 @@ def test_stages_chain_and_train_only_their_parts(config_file) -> None:
         {"name": "alignment", "steps": 2},
         {"name": "end_to_end", "steps": 2, "lr": 1e-3},
     ]
-    run = train(load_config(config_file(stages=stages, checkpoint={"every": 2, "keep": 3}))).output_dir
+    path = config_file(stages=stages, checkpoint={"every": 2, "keep": 3})
+    run = train(load_config(path)).output_dir
 
     from mmgen.model import MultimodalModel
 
@@ -77,7 +78,8 @@ def test_stages_chain_and_train_only_their_parts(config_file) -> None:
     def changed(a, b, prefix):
         return any(not torch.equal(a[k], b[k]) for k in a if k.startswith(prefix))
 
-    encoder, projector, llm = "modalities.audio.encoder.", "modalities.audio.projector.", "language_model."
+    encoder, projector = "modalities.audio.encoder.", "modalities.audio.projector."
+    llm = "language_model."
     assert changed(initial, after_alignment, projector)
     assert not changed(initial, after_alignment, llm)
     assert not changed(initial, after_alignment, encoder)
@@ -98,7 +100,8 @@ def _initial_weights(run: Path) -> dict[str, torch.Tensor]:
 
 
 def test_lora_stage_trains_adapters_and_keeps_the_base_llm(config_file) -> None:
-    stages = [{"name": "lora", "steps": 2, "lora": {"r": 4, "alpha": 8, "target_modules": ["q_proj", "v_proj"]}}]
+    lora = {"r": 4, "alpha": 8, "target_modules": ["q_proj", "v_proj"]}
+    stages = [{"name": "lora", "steps": 2, "lora": lora}]
     run = train(load_config(config_file(stages=stages))).output_dir
     checkpoint = run / "checkpoints/step-00000002/model"
     assert (checkpoint / "llm_adapter").is_dir()

@@ -1,5 +1,6 @@
-"""Training in real processes: SIGTERM saves a checkpoint before exiting, and 2-process DDP on
-CPU (gloo, launched by torchrun) takes the same step as one process on both ranks' packs."""
+"""Training in real processes: SIGTERM saves a checkpoint before exiting, and 2-process DDP and
+FSDP2 on CPU (gloo, launched by torchrun) take the same step as one process on both ranks'
+packs."""
 
 from __future__ import annotations
 
@@ -15,8 +16,7 @@ import torch
 
 import mmgen
 from mmgen.train.config import load_config
-from mmgen.train.metrics import read_metrics
-from tests.train.conftest import make_config, write_config
+from tests.train.helpers import make_config, train_losses, write_config
 
 pytestmark = pytest.mark.slow
 
@@ -25,10 +25,6 @@ def environment() -> dict[str, str]:
     # the subprocesses import this mmgen (source tree or installed), one thread each
     root = str(Path(mmgen.__file__).resolve().parent.parent)
     return {**os.environ, "PYTHONPATH": root, "OMP_NUM_THREADS": "1"}
-
-
-def train_losses(run: Path) -> dict[int, float]:
-    return {r["step"]: r["loss"] for r in read_metrics(run / "metrics.jsonl") if r["kind"] == "train"}
 
 
 def test_sigterm_saves_a_checkpoint_then_exits(audio_data: Path, tmp_path: Path) -> None:
@@ -60,9 +56,11 @@ def test_sigterm_saves_a_checkpoint_then_exits(audio_data: Path, tmp_path: Path)
     MultimodalModel.from_pretrained(saved[0] / "model")
 
 
-def test_ddp_on_two_cpu_processes(audio_data: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
+def test_two_cpu_processes(audio_data: Path, tmp_path: Path, strategy: str) -> None:
     config = make_config(audio_data, tmp_path / "run", stages=[{"name": "full", "steps": 2}])
     config["checkpoint"] = {"every": 1, "keep": 2}
+    config["distributed"] = {"strategy": strategy}
     path = write_config(tmp_path / "train.yaml", config)
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node",
                "2", "-m", "mmgen", "train", str(path)]  # fmt: skip

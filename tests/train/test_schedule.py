@@ -32,9 +32,10 @@ def test_constant_after_warmup() -> None:
     assert [factor(s) for s in range(5)] == [0.5, 1.0, 1.0, 1.0, 1.0]
 
 
-@pytest.mark.parametrize(
-    "args", [("linear", 0, 0, 0.0), ("linear", 5, -1, 0.0), ("cosine", 5, 0, 2.0), ("step", 5, 0, 0)]
-)
+BAD = [("linear", 0, 0, 0.0), ("linear", 5, -1, 0.0), ("cosine", 5, 0, 2.0), ("step", 5, 0, 0)]
+
+
+@pytest.mark.parametrize("args", BAD)
 def test_bad_arguments_are_errors(args) -> None:
     with pytest.raises(ValueError):
         lr_multiplier(*args)

@@ -1,0 +1,99 @@
+"""Training configs for the tests: a tiny random-init LLM and Whisper encoder over the tiny
+synthetic audio dataset of ``conftest.audio_data``.
+
+The configs use the runtime's built-in audio modality (``mmgen_audio``, random init from an
+encoder config), so no project has to be generated; ``test_demo.py`` runs the generated path.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+TINY_LLM = {
+    "model_type": "llama",
+    "hidden_size": 32,
+    "intermediate_size": 64,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "max_position_embeddings": 128,
+    "tie_word_embeddings": False,
+}
+# 1-second windows, hop 400: 40 mel frames -> 20 encoder positions -> 10 embeddings (pool 2)
+TINY_AUDIO = {
+    "type": "mmgen_audio",
+    "config": {
+        "max_batch_size": 8,
+        "pool": 2,
+        "encoder_config": {
+            "model_type": "whisper",
+            "num_mel_bins": 16,
+            "d_model": 16,
+            "encoder_layers": 1,
+            "encoder_attention_heads": 2,
+            "encoder_ffn_dim": 32,
+            "decoder_layers": 1,
+            "decoder_attention_heads": 2,
+            "decoder_ffn_dim": 32,
+            "max_source_positions": 20,
+            "max_target_positions": 16,
+            "vocab_size": 32,
+            "pad_token_id": 0,
+            "bos_token_id": 1,
+            "eos_token_id": 2,
+            "decoder_start_token_id": 1,
+        },
+        "feature_extractor": {
+            "feature_extractor_type": "WhisperFeatureExtractor",
+            "feature_size": 16,
+            "sampling_rate": 16000,
+            "hop_length": 400,
+            "chunk_length": 1,
+            "n_fft": 400,
+        },
+    },
+}
+
+
+def make_config(data: Path, out: Path, **sections: Any) -> dict[str, Any]:
+    """A training config dict over ``data``; ``sections`` replace top-level sections."""
+    config = {
+        "output_dir": str(out),
+        "seed": 0,
+        "threads": 1,
+        "model": {"llm_config": dict(TINY_LLM), "tokenizer": str(data / "tokenizer")},
+        "modalities": {"audio": copy.deepcopy(TINY_AUDIO)},
+        "data": {
+            "train": str(data / "train.jsonl"),
+            "eval": str(data / "eval.jsonl"),
+            "test": str(data / "test.jsonl"),
+            "cache": True,
+        },
+        "packing": {"capacity": 256},
+        "stages": [{"name": "full", "steps": 4}],
+        "optimizer": {"lr": 3e-3},
+        "schedule": {"kind": "linear", "warmup_steps": 1},
+        "checkpoint": {"every": 2, "keep": 2},
+        "logging": {"every": 1, "progress": False, "plot": False},
+        "eval": {"accuracy_samples": 4, "max_new_tokens": 4},
+    }
+    config.update(sections)
+    return config
+
+
+def train_losses(run: Path) -> dict[int, float]:
+    """step -> logged training loss of the run in ``run``."""
+    from mmgen.train.metrics import read_metrics
+
+    records = read_metrics(run / "metrics.jsonl")
+    return {r["step"]: r["loss"] for r in records if r["kind"] == "train"}
+
+
+def write_config(path: Path, config: dict[str, Any]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+    return path
