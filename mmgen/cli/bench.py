@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated
+
 import typer
 
 app = typer.Typer(
@@ -31,3 +34,20 @@ def pack(
 
     n = num_samples or (20_000 if small else 1_000_000)
     typer.echo(run(num_samples=n, capacity=capacity, as_json=as_json))
+
+
+# --- train (packed vs padded training steps, issue: training) ---
+@app.command("train")
+def train(
+    config: Annotated[Path, typer.Argument(help="A training config (configs/train.yaml).")],
+    steps: Annotated[int, typer.Option("--steps", min=4, help="Optimizer steps per layout.")] = 60,
+    overrides: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Override a config value: dotted.key=value (repeatable)."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Training throughput of a config with packed vs padded batches (useful tokens/s)."""
+    from mmgen.bench.train import run
+
+    typer.echo(run(config, steps=steps, overrides=overrides or [], as_json=as_json))
