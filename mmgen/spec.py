@@ -1,0 +1,388 @@
+"""The YAML modality spec: its schema (pydantic) and loading with ``file:line: field: message``
+errors. A spec is data: no field is ever executed (formulas go through :mod:`mmgen.formula`).
+
+A minimal spec (every block is documented on its model below; the built-ins in ``specs/`` are
+complete examples)::
+
+    name: audio
+    description: Speech through a Whisper encoder
+    loader: {name: raw-audio}
+    processor: {class: transformers.WhisperFeatureExtractor, pretrained: openai/whisper-tiny,
+                output: input_features, options: {sampling_rate: 16000}}
+    encoder: {class: transformers.WhisperModel, pretrained: openai/whisper-tiny,
+              submodule: encoder, input: input_features}
+    num_embeddings: encoder.max_source_positions
+    test: {encoder: {d_model: 32, ...}, processor: {...}, sample: {kind: tone}}
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+from pydantic import StringConstraints as S
+
+from mmgen.codegen.names import Names, check_name
+from mmgen.errors import MmgenError, SpecError
+from mmgen.formula import FormulaError, parse
+
+_MAX_BYTES = 256 * 1024
+Identifier = Annotated[str, S(pattern=r"^[A-Za-z][A-Za-z0-9_]*$", max_length=60)]
+DottedPath = Annotated[str, S(pattern=r"^[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z][A-Za-z0-9_]*)+$")]
+AttributePath = Annotated[str, S(pattern=r"^[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z][A-Za-z0-9_]*)*$")]
+RegistryName = Annotated[str, S(pattern=r"^[a-z][a-z0-9]*([_.-][a-z0-9]+)*$", max_length=60)]
+OneLine = Annotated[str, S(pattern=r"^[^\n\r]*$", min_length=1, max_length=200)]
+Scalar = bool | int | float | str
+JSONValue = Scalar | list[Scalar] | dict[str, Scalar] | None
+ValueKind = Literal["bytes", "path", "array"]
+
+
+class Strict(BaseModel):
+    """Unknown keys are errors (the loader adds a "did you mean" hint)."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+
+
+class LoaderSpec(Strict):
+    """Which loader turns a dataset entry's ``value`` into a raw modality.
+
+    Omit ``decode`` to reuse a registered loader (``raw-audio``, ``raw-image``); set it to
+    generate one, registered under ``name``. ``options`` become the loader's keyword arguments.
+    """
+
+    name: RegistryName | None = None  # default "raw-<spec name>"
+    decode: Literal["audio", "image", "video", "text", "array"] | None = None
+    value: list[ValueKind] = Field(default_factory=lambda: ["bytes", "path", "array"], min_length=1)
+    options: dict[Identifier, Scalar] = Field(default_factory=dict)
+
+
+class ProcessorSpec(Strict):
+    """``kind: transformers``: a processor class with ``from_pretrained`` (feature extractor, image
+    processor, tokenizer) called on the raw modality with ``options``; ``output`` is the key of
+    the tensor to keep. ``kind: numeric``: built-in signal preprocessing (resample to
+    ``sampling_rate``, ``normalize``, crop/pad to ``length``, ``channels``).
+    """
+
+    kind: Literal["transformers", "numeric"] = "transformers"
+    class_: DottedPath | None = Field(None, alias="class")
+    pretrained: str | None = Field(None, min_length=1, max_length=300)
+    output: Identifier = "pixel_values"
+    options: dict[Identifier, Scalar] = Field(default_factory=dict)
+    sampling_rate: int | None = Field(None, gt=0)
+    length: int | None = Field(None, gt=0)
+    normalize: Literal["zscore", "minmax", "none"] = "zscore"
+    channels: int = Field(1, gt=0)
+
+    @model_validator(mode="after")
+    def _kind_fields(self) -> ProcessorSpec:
+        numeric = {"sampling_rate", "length", "normalize", "channels"}
+        if self.kind == "transformers":
+            _require(self, "class_", "pretrained")
+            _forbid(self, numeric)
+        else:
+            _forbid(self, {"class_", "pretrained", "output", "options"})
+        return self
+
+
+class DownsampleSpec(Strict):
+    """Token downsampling after the encoder: ``avg`` pooling or strided ``concat`` by ``factor``."""
+
+    mode: Literal["avg", "concat"] = "avg"
+    factor: int = Field(1, ge=1, le=64)
+
+
+class FramesSpec(Strict):
+    """Each item is a stack of frames encoded one by one, then averaged over ``temporal_pool``
+    consecutive frames.
+    """
+
+    temporal_pool: int = Field(1, ge=1, le=64)
+
+
+class EncoderSpec(Strict):
+    """``kind: transformers``: ``class`` (dotted path) + ``pretrained`` name/path, optionally a
+    ``submodule`` of it, called with the processed batch as keyword ``input``; ``hidden_state``
+    picks a layer (default: last), ``drop_cls`` removes the first token. ``variable_length``: items
+    differ in length (padded, with an attention mask); ``frames``: video-like stacks.
+    ``kind: module``: any ``torch.nn.Module`` by dotted path, built with ``options``.
+    ``kind: conv1d`` / ``mlp``: mmgen's built-in signal encoders, built with ``options``.
+    """
+
+    kind: Literal["transformers", "module", "conv1d", "mlp"] = "transformers"
+    class_: DottedPath | None = Field(None, alias="class")
+    pretrained: str | None = Field(None, min_length=1, max_length=300)
+    submodule: AttributePath | None = None
+    input: Identifier = "pixel_values"
+    options: dict[Identifier, JSONValue] = Field(default_factory=dict)
+    hidden_state: int | None = None
+    drop_cls: bool = False
+    variable_length: bool = False
+    frames: FramesSpec | None = None
+    downsample: DownsampleSpec = Field(default_factory=DownsampleSpec)
+
+    @model_validator(mode="after")
+    def _kind_fields(self) -> EncoderSpec:
+        hf_only = {"pretrained", "submodule", "input", "hidden_state", "drop_cls"}
+        hf_only |= {"variable_length", "frames"}
+        if self.kind == "transformers":
+            _require(self, "class_", "pretrained")
+            _forbid(self, {"options"})
+        elif self.kind == "module":
+            _require(self, "class_")
+            _forbid(self, hf_only)
+        else:
+            _forbid(self, hf_only | {"class_"})
+        if self.frames is not None and self.variable_length:
+            raise _field_error("frames", "choose one of `frames` and `variable_length`")
+        return self
+
+
+class ProjectorSpec(Strict):
+    """Projector into the LLM's hidden size: ``linear`` or ``mlp`` (``layers``, ``activation``)."""
+
+    kind: Literal["linear", "mlp"] = "mlp"
+    layers: int = Field(2, ge=1, le=8)
+    activation: Identifier = "gelu"
+
+
+class ConfigDefaults(Strict):
+    """Defaults of the generated config."""
+
+    hidden_size: int = Field(4096, gt=0)
+    max_batch_size: int = Field(32, gt=0)
+
+
+class TrainableSpec(Strict):
+    """Which parts train by default (a training stage may override this)."""
+
+    encoder: bool = False
+    projector: bool = True
+
+
+class SampleSpec(Strict):
+    """A synthetic sample generator from :mod:`mmgen.samples` and its options."""
+
+    kind: Literal["tone", "image", "video", "text", "signal"]
+    options: dict[Identifier, Scalar] = Field(default_factory=dict)
+
+
+class TestSpec(Strict):
+    """What the generated test needs to run offline: a tiny ``encoder`` config (the encoder
+    class's config keyword arguments, or ``options`` for module encoders; omit to load
+    ``pretrained`` itself, which must then be local), a tiny ``processor`` (keyword arguments of
+    the processor class; omit to load ``pretrained``), a ``sample`` generator, and the
+    ``hidden_size`` of the test's projector.
+    """
+
+    __test__ = False  # not a pytest class
+
+    encoder: dict[Identifier, JSONValue] | None = None
+    processor: dict[Identifier, JSONValue] | None = None
+    sample: SampleSpec
+    hidden_size: int = Field(32, gt=0, le=4096)
+
+
+class Spec(Strict):
+    """A modality spec. ``num_embeddings`` is a whole number or a formula (see mmgen.formula)."""
+
+    name: str
+    description: OneLine
+    placeholder: OneLine | None = None
+    loader: LoaderSpec = Field(default_factory=LoaderSpec)
+    processor: ProcessorSpec
+    encoder: EncoderSpec
+    num_embeddings: Annotated[int, Field(gt=0)] | Annotated[str, S(min_length=1, max_length=200)]
+    projector: ProjectorSpec = Field(default_factory=ProjectorSpec)
+    config: ConfigDefaults = Field(default_factory=ConfigDefaults)
+    trainable: TrainableSpec = Field(default_factory=TrainableSpec)
+    test: TestSpec
+
+    _source: str = PrivateAttr("<spec>")
+    _lines: dict[tuple, int] = PrivateAttr(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _checks(self) -> Spec:
+        try:
+            check_name(self.name)
+        except MmgenError as exc:
+            raise _field_error("name", str(exc)) from None
+        if isinstance(self.num_embeddings, str):
+            try:
+                parse(self.num_embeddings)
+            except FormulaError as exc:
+                raise _field_error("num_embeddings", str(exc)) from None
+        if self.encoder.kind != "transformers" and self.test.encoder is None:
+            raise ValueError("test: `encoder` (the options of a tiny encoder) is required here")
+        return self
+
+    @property
+    def names(self) -> Names:
+        return Names.of(self.name)
+
+    @property
+    def source(self) -> str:
+        return self._source
+
+    @property
+    def loader_name(self) -> str:
+        return self.loader.name or f"raw-{self.names.kebab}"
+
+    @property
+    def placeholder_token(self) -> str:
+        return self.placeholder or f"<{self.names.snake}>"
+
+    def error(self, loc: tuple, message: str) -> SpecError:
+        """A SpecError pointing at ``loc`` (e.g. ``("num_embeddings",)``) in the spec file."""
+        return SpecError(f"{self._source}:{_line_of(self._lines, loc)}: {_dotted(loc)}: {message}")
+
+
+def _field_error(field: str, message: str) -> ValueError:
+    """A model-level error about one key: _format moves it onto that key's path and line."""
+    return ValueError(f"{_FIELD_MARK}{field}{_FIELD_MARK}{message}")
+
+
+_FIELD_MARK = "\x00"
+
+
+def _require(model: BaseModel, *fields: str) -> None:
+    for field in fields:
+        if getattr(model, field) is None:
+            kind = getattr(model, "kind", "")
+            raise _field_error(_alias(model, field), f"required for kind {kind!r}")
+
+
+def _forbid(model: BaseModel, fields: set[str]) -> None:
+    for field in sorted(fields & model.model_fields_set):
+        kind = getattr(model, "kind", "")
+        raise _field_error(_alias(model, field), f"not used with kind {kind!r}")
+
+
+def _alias(model: BaseModel, field: str) -> str:
+    return type(model).model_fields[field].alias or field
+
+
+# ---- loading ------------------------------------------------------------------------------
+
+
+def load_spec(path: str | Path, text: str | None = None) -> Spec:
+    """Read and validate a spec file; every problem is a SpecError ``file:line: field: message``."""
+    path = Path(path)
+    if text is None:
+        try:
+            if path.stat().st_size > _MAX_BYTES:
+                raise SpecError(f"{path}: larger than {_MAX_BYTES // 1024} KiB; not a spec")
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise SpecError(f"{path}: cannot read: {exc}") from None
+    return parse_spec(text, source=str(path))
+
+
+def parse_spec(text: str, source: str = "<spec>") -> Spec:
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.load(text, Loader=yaml.SafeLoader)  # noqa: S506 (SafeLoader: no tags run)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark else 1
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise SpecError(f"{source}:{line}: yaml: {problem}") from None
+    lines: dict[tuple, int] = {}
+    _index(root, (), lines, source, set())
+    if not isinstance(data, dict):
+        raise SpecError(f"{source}:1: spec: must be a mapping of keys (name, encoder, ...)")
+    try:
+        spec = Spec.model_validate(data)
+    except ValidationError as exc:
+        located = sorted(_format(error, source, lines) for error in exc.errors())
+        messages = [message for _, message in located]
+        error = SpecError(_join(messages))
+        error.messages = messages  # every problem, for `mmgen validate`
+        raise error from None
+    spec._source, spec._lines = source, lines
+    return spec
+
+
+def _join(messages: list[str]) -> str:
+    more = len(messages) - 1
+    return messages[0] + (f" (and {more} more; see `mmgen validate`)" if more else "")
+
+
+def _index(node: Any, path: tuple, lines: dict[tuple, int], source: str, seen: set) -> None:
+    """Map each key path to its line; reject duplicate keys and YAML aliases."""
+    if node is None:
+        return
+    if id(node) in seen:
+        raise SpecError(f"{source}:{node.start_mark.line + 1}: yaml: anchors/aliases not allowed")
+    seen.add(id(node))
+    lines.setdefault(path, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        keys: set[str] = set()
+        for key, value in node.value:
+            name = key.value if isinstance(key, yaml.ScalarNode) else str(key)
+            if name in keys:
+                where = _dotted((*path, name))
+                raise SpecError(f"{source}:{key.start_mark.line + 1}: {where}: duplicate key")
+            keys.add(name)
+            lines[(*path, name)] = key.start_mark.line + 1
+            _index(value, (*path, name), lines, source, seen)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _index(item, (*path, i), lines, source, seen)
+
+
+def _line_of(lines: dict[tuple, int], loc: tuple) -> int:
+    for end in range(len(loc), -1, -1):
+        if tuple(loc[:end]) in lines:
+            return lines[tuple(loc[:end])]
+    return 1
+
+
+def _dotted(loc: tuple) -> str:
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "spec"
+
+
+def _format(error: dict[str, Any], source: str, lines: dict[tuple, int]) -> tuple[int, str]:
+    # pydantic adds the union branch or validator name to loc; keep only the path in the data
+    loc = tuple(p for p in error["loc"] if isinstance(p, int) or not _is_type_tag(p))
+    message = error["msg"].removeprefix("Value error, ")
+    if message.startswith(_FIELD_MARK):
+        _, field, message = message.split(_FIELD_MARK, 2)
+        loc = (*loc, field)
+    if error["type"] == "extra_forbidden":
+        message = f"unknown key {loc[-1]!r}{_did_you_mean(loc)}"
+    elif error["type"] == "missing":
+        message = "required"
+    line = _line_of(lines, loc)
+    return line, f"{source}:{line}: {_dotted(loc)}: {message}"
+
+
+def _is_type_tag(part: str) -> bool:
+    return part[:1].islower() and ("[" in part or part in {"int", "str", "float", "bool", "none"})
+
+
+def _did_you_mean(loc: tuple) -> str:
+    model: Any = Spec
+    for part in loc[:-1]:
+        field = model.model_fields.get(part) if isinstance(part, str) else None
+        model = _model_of(field.annotation) if field else None
+        if model is None:
+            return ""
+    known = [f.alias or name for name, f in model.model_fields.items()]
+    hint = difflib.get_close_matches(str(loc[-1]), known, n=1, cutoff=0.6)
+    return f"; did you mean {hint[0]!r}?" if hint else f"; expected one of {', '.join(known)}"
+
+
+def _model_of(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()):
+        found = _model_of(arg)
+        if found is not None:
+            return found
+    return None
