@@ -211,3 +211,15 @@ def to_python(formula: Formula, *, shape: str, encoder: str, config: str) -> str
 
 def needs_math(formula: Formula) -> bool:
     return bool(formula.functions & {"ceil", "floor"})
+
+
+def returns_int(formula: Formula) -> bool:
+    """Whether the outermost operation surely gives an int (so no ``int(...)`` is needed)."""
+    top = formula.tree.body
+    if isinstance(top, ast.Constant):
+        return type(top.value) is int
+    if isinstance(top, ast.Call):
+        return top.func.id in ("ceil", "floor", "int") or (
+            top.func.id == "round" and len(top.args) == 1
+        )
+    return False

@@ -1,0 +1,197 @@
+"""From a validated spec to the values the modality templates read, and the choice of template
+for each generated file. Everything that depends on the spec's kinds is decided here, in Python,
+so each template stays a small, straight file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from mmgen.formula import needs_math, parse, returns_int, to_python
+from mmgen.spec import Spec
+
+BUILTIN_ENCODERS = {
+    "conv1d": "mmgen.signal_encoders.Conv1dEncoder",
+    "mlp": "mmgen.signal_encoders.MLPEncoder",
+}
+# names the templates define or import themselves: an imported spec class must not shadow them
+_TEMPLATE_NAMES = {
+    "Any", "AutoModality", "AutoModalityLoader", "BaseModality", "BaseModalityConfig",
+    "BaseModalityLoader", "BaseModalityProcessor", "LinearProjector", "MLPProjector",
+    "SignalPreprocessor", "TokenDownsample", "Path", "np", "torch", "math", "pytest",
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ConfigField:
+    """One argument of the generated config's ``__init__``. ``default`` is a Python value; a
+    dict default is written as ``None`` in the signature and filled in the body.
+    """
+
+    name: str
+    annotation: str
+    default: Any
+    doc: str
+
+    @property
+    def mutable(self) -> bool:
+        return isinstance(self.default, (dict, list))
+
+
+@dataclass(frozen=True)
+class Imported:
+    module: str
+    name: str
+
+    @classmethod
+    def of(cls, dotted: str) -> Imported:
+        module, _, name = dotted.rpartition(".")
+        return cls(module, name)
+
+
+def config_fields(spec: Spec) -> list[ConfigField]:
+    enc, proc = spec.encoder, spec.processor
+    fields = [
+        ConfigField("hidden_size", "int", spec.config.hidden_size, "width of the LLM embeddings"),
+        ConfigField("max_batch_size", "int", spec.config.max_batch_size, "items per encoder call"),
+    ]
+    if enc.kind == "transformers":
+        fields.append(ConfigField("encoder_name_or_path", "str", enc.pretrained, "encoder weights"))
+        fields.append(ConfigField("encoder_config", "dict[str, Any] | None", None,
+                                  "architecture of the loaded encoder (recorded on load)"))  # fmt: skip
+        fields.append(ConfigField("hidden_state", "int | None", enc.hidden_state,
+                                  "encoder layer to take (None: the last hidden state)"))  # fmt: skip
+    else:
+        fields.append(ConfigField("encoder_options", "dict[str, Any] | None", dict(enc.options),
+                                  "keyword arguments of the encoder"))  # fmt: skip
+    if proc.kind == "transformers":
+        fields.append(ConfigField("processor_name_or_path", "str", proc.pretrained,
+                                  "processor files"))  # fmt: skip
+    else:
+        fields += [
+            ConfigField("sampling_rate", "int | None", proc.sampling_rate, "resample to (Hz)"),
+            ConfigField("length", "int | None", proc.length, "crop or pad to (samples)"),
+            ConfigField("normalize", "str", proc.normalize, "zscore, minmax or none"),
+            ConfigField("channels", "int", proc.channels, "signal channels"),
+        ]
+    fields += [
+        ConfigField("downsample_mode", "str", enc.downsample.mode, "avg or concat"),
+        ConfigField("downsample_factor", "int", enc.downsample.factor, "tokens merged into one"),
+    ]
+    if enc.frames is not None:
+        fields.append(ConfigField("temporal_pool", "int", enc.frames.temporal_pool,
+                                  "frames averaged into one"))  # fmt: skip
+    if spec.projector.kind == "mlp":
+        fields += [
+            ConfigField("projector_layers", "int", spec.projector.layers, "linear layers"),
+            ConfigField("projector_activation", "str", spec.projector.activation,
+                        "activation between them"),  # fmt: skip
+        ]
+    fields += [
+        ConfigField("train_encoder", "bool", spec.trainable.encoder, "encoder trains by default"),
+        ConfigField("train_projector", "bool", spec.trainable.projector, "projector trains"),
+        ConfigField("loader", "str", spec.loader_name, "loader registry name"),
+        ConfigField("loader_options", "dict[str, Any] | None", dict(spec.loader.options),
+                    "keyword arguments of the loader"),  # fmt: skip
+        ConfigField("placeholder", "str", spec.placeholder_token, "placeholder in the text"),
+    ]
+    return fields
+
+
+def num_embeddings_code(spec: Spec, fields: list[ConfigField]) -> dict[str, Any]:
+    """How the generated processor computes ``num_embeddings``: the local names it binds
+    (``encoder``, ``config``, ``shape``), the returned expression (the spec's formula, printed
+    back from its checked tree), whether it needs ``import math`` and the encoder's config.
+    """
+    if isinstance(spec.num_embeddings, int):
+        return {"bindings": [], "expression": repr(spec.num_embeddings), "math": False,
+                "encoder_config": False}  # fmt: skip
+    formula = parse(spec.num_embeddings)
+    known = {f.name for f in fields}
+    for name in sorted(formula.config_fields - known):
+        raise spec.error(
+            ("num_embeddings",),
+            f"config.{name} is not a field of the generated config ({', '.join(sorted(known))})",
+        )
+    hf = spec.encoder.kind == "transformers"
+    if not hf:
+        for name in sorted(formula.encoder_fields - set(spec.encoder.options)):
+            raise spec.error(("num_embeddings",), f"encoder.{name} is not in encoder.options")
+    bindings = []
+    if formula.encoder_fields:
+        source = "self.encoder_config" if hf else "self.config.encoder_options"
+        bindings.append(("encoder", source))
+    if formula.config_fields:
+        bindings.append(("config", "self.config"))
+    if formula.uses_shape:
+        bindings.append(("shape", "value.shape"))
+    expression = to_python(
+        formula, shape="shape", encoder="encoder" if hf else 'encoder["{}"]', config="config"
+    )
+    if not returns_int(formula):
+        expression = f"int({expression})"
+    return {"bindings": bindings, "expression": expression, "math": needs_math(formula),
+            "encoder_config": hf and bool(formula.encoder_fields)}  # fmt: skip
+
+
+def modality_templates(spec: Spec) -> dict[str, str]:
+    """Generated file name (inside the modality package) -> template."""
+    files = {
+        "__init__.py": "modality/__init__.py.jinja",
+        "config.py": "modality/config.py.jinja",
+        "processor.py": f"modality/processor_{spec.processor.kind}.py.jinja",
+        "modality.py": f"modality/modality_{_modality_variant(spec)}.py.jinja",
+    }
+    if spec.loader.decode is not None:
+        files["loader.py"] = f"loader/{spec.loader.decode}.py.jinja"
+    return files
+
+
+def _modality_variant(spec: Spec) -> str:
+    if spec.encoder.kind != "transformers":
+        return "module"
+    if spec.encoder.frames is not None:
+        return "frames"
+    return "sequence" if spec.encoder.variable_length else "pretrained"
+
+
+def build_context(
+    spec: Spec, *, package: str, spec_label: str, first_party: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """Everything the modality templates read. ``package`` is the import path of the generated
+    modality package (``demo.modalities.audio``, or ``audio`` for ``--out``).
+    """
+    names = spec.names
+    fields = config_fields(spec)
+    count = num_embeddings_code(spec, fields)
+    encoder_path = BUILTIN_ENCODERS.get(spec.encoder.kind, spec.encoder.class_)
+    encoder = Imported.of(encoder_path)
+    processor = Imported.of(spec.processor.class_) if spec.processor.class_ else None
+    generated = {names.loader_class, names.config_class, names.processor_class}
+    generated |= {names.modality_class}
+    for where, imported in ((("encoder", "class"), encoder), (("processor", "class"), processor)):
+        if imported is not None and imported.name in generated | _TEMPLATE_NAMES:
+            raise spec.error(where, f"class name {imported.name!r} clashes with a generated name")
+    if processor is not None and processor.name == encoder.name:
+        raise spec.error(("processor", "class"), "encoder and processor classes share a name")
+    return {
+        "header": f"# Generated by `mmgen new-modality` from spec {spec_label}; edit freely.",
+        "spec": spec,
+        "names": names,
+        "package": package,
+        "description": spec.description,
+        "fields": fields,
+        "encoder": encoder,
+        "processor": processor,
+        "count": count,
+        "uses_math": count["math"],
+        "reads_encoder_config": count["encoder_config"],
+        "spec_loader_name": spec.loader_name,
+        "variable_length": spec.encoder.variable_length,
+        "frames": spec.encoder.frames is not None,
+        "test": spec.test,
+        "pretrained": spec.encoder.kind == "transformers",
+        "tiny_processor": spec.processor.kind == "transformers" and spec.test.processor is not None,
+        "first_party": first_party,
+    }
