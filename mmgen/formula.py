@@ -2,8 +2,9 @@
 
 A spec is data, never code: a formula is parsed with :mod:`ast` and every node is checked
 against a whitelist before anything else happens. Nothing is ever passed to ``eval``; the tree is
-either walked by :func:`evaluate` or printed back as Python by :func:`to_python` (which the code
-generator places in the generated processor, so the generated file reads like hand-written code).
+only ever walked by :func:`evaluate`.
+
+Generated processors keep the formula as a string and call :func:`evaluate` on each item.
 
 The language: integers and floats, ``+ - * / // % **``, unary minus, parentheses, the functions
 ``ceil floor min max round int``, and three names:
@@ -16,6 +17,7 @@ The language: integers and floats, ``+ - * / // % **``, unary minus, parentheses
 from __future__ import annotations
 
 import ast
+import functools
 import math
 import operator
 from collections.abc import Callable, Mapping, Sequence
@@ -60,6 +62,7 @@ class Formula:
     functions: frozenset[str]
 
 
+@functools.lru_cache(maxsize=256)
 def parse(source: str) -> Formula:
     """Check ``source`` against the whitelist; raise FormulaError naming the first bad part."""
     if not isinstance(source, str) or not source.strip():
@@ -134,12 +137,16 @@ def evaluate(
     formula: Formula | str,
     *,
     shape: Sequence[int] = (),
-    encoder: Mapping[str, Any] | None = None,
-    config: Mapping[str, Any] | None = None,
+    encoder: Mapping[str, Any] | object | None = None,
+    config: Mapping[str, Any] | object | None = None,
 ) -> int:
-    """Walk the checked tree with the given values; the result must be a whole number."""
+    """Walk the checked tree with the given values; the result must be a whole number.
+
+    ``encoder`` and ``config`` may be mappings or objects (a transformers config): fields are
+    looked up by key or, failing that, as public attributes.
+    """
     formula = parse(formula) if isinstance(formula, str) else formula
-    scopes = {"encoder": dict(encoder or {}), "config": dict(config or {})}
+    scopes = {"encoder": encoder, "config": config}
     value = _eval(formula.tree.body, tuple(shape), scopes)
     if isinstance(value, float):
         if not value.is_integer():
@@ -148,7 +155,21 @@ def evaluate(
     return value
 
 
-def _eval(node: ast.AST, shape: tuple[int, ...], scopes: dict[str, dict[str, Any]]) -> Any:
+def _field(scope: Any, namespace: str, name: str) -> Any:
+    if isinstance(scope, Mapping):
+        if name not in scope:
+            raise FormulaError(f"{namespace}.{name} is not known here")
+        value = scope[name]
+    elif scope is not None and hasattr(scope, name):
+        value = getattr(scope, name)  # name is public (checked by parse): no dunder reach
+    else:
+        raise FormulaError(f"{namespace}.{name} is not known here")
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return value
+    raise FormulaError(f"{namespace}.{name} is {value!r}, not a number")
+
+
+def _eval(node: ast.AST, shape: tuple[int, ...], scopes: dict[str, Any]) -> Any:
     if isinstance(node, ast.Constant):
         return node.value
     if isinstance(node, ast.BinOp):
@@ -163,10 +184,7 @@ def _eval(node: ast.AST, shape: tuple[int, ...], scopes: dict[str, dict[str, Any
         operand = _eval(node.operand, shape, scopes)
         return -operand if isinstance(node.op, ast.USub) else operand
     if isinstance(node, ast.Attribute):
-        scope = scopes[node.value.id]
-        if node.attr not in scope:
-            raise FormulaError(f"{node.value.id}.{node.attr} is not known here")
-        return scope[node.attr]
+        return _field(scopes[node.value.id], node.value.id, node.attr)
     if isinstance(node, ast.Subscript):
         index = ast.literal_eval(node.slice)
         try:
@@ -176,50 +194,3 @@ def _eval(node: ast.AST, shape: tuple[int, ...], scopes: dict[str, dict[str, Any
     if isinstance(node, ast.Call):
         return FUNCTIONS[node.func.id](*(_eval(a, shape, scopes) for a in node.args))
     raise FormulaError(f"{type(node).__name__} is not allowed in a formula")  # unreachable
-
-
-def to_python(formula: Formula, *, shape: str, encoder: str, config: str) -> str:
-    """Print the checked formula as Python source for generated code.
-
-    ``shape``/``encoder``/``config`` are the expressions that stand for the three names in the
-    generated file (e.g. ``"value.shape"``, ``"self.encoder_config"``, ``"self.config"``);
-    ``encoder`` may contain ``{}`` to receive the field name (``'opts["{}"]'``). Calls to
-    ``ceil``/``floor`` become ``math.ceil``/``math.floor``: the file must ``import math``.
-    """
-
-    def field(template: str, name: str) -> ast.expr:
-        text = template.format(name) if "{}" in template else f"{template}.{name}"
-        return ast.parse(text, mode="eval").body
-
-    class Rewrite(ast.NodeTransformer):
-        def visit_Attribute(self, node: ast.Attribute) -> ast.AST:
-            return field(encoder if node.value.id == "encoder" else config, node.attr)
-
-        def visit_Subscript(self, node: ast.Subscript) -> ast.AST:
-            node.value = ast.parse(shape, mode="eval").body
-            return node
-
-        def visit_Call(self, node: ast.Call) -> ast.AST:
-            self.generic_visit(node)
-            if node.func.id in ("ceil", "floor"):
-                node.func = ast.Attribute(ast.Name("math", ast.Load()), node.func.id, ast.Load())
-            return node
-
-    tree = ast.parse(formula.source, mode="eval")  # a fresh copy: the checked tree stays intact
-    return ast.unparse(Rewrite().visit(tree).body)
-
-
-def needs_math(formula: Formula) -> bool:
-    return bool(formula.functions & {"ceil", "floor"})
-
-
-def returns_int(formula: Formula) -> bool:
-    """Whether the outermost operation surely gives an int (so no ``int(...)`` is needed)."""
-    top = formula.tree.body
-    if isinstance(top, ast.Constant):
-        return type(top.value) is int
-    if isinstance(top, ast.Call):
-        return top.func.id in ("ceil", "floor", "int") or (
-            top.func.id == "round" and len(top.args) == 1
-        )
-    return False

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from mmgen.formula import needs_math, parse, returns_int, to_python
+from mmgen.formula import parse
 from mmgen.spec import Spec
 
 BUILTIN_ENCODERS = {
@@ -100,13 +100,11 @@ def config_fields(spec: Spec) -> list[ConfigField]:
 
 
 def num_embeddings_code(spec: Spec, fields: list[ConfigField]) -> dict[str, Any]:
-    """How the generated processor computes ``num_embeddings``: the local names it binds
-    (``encoder``, ``config``, ``shape``), the returned expression (the spec's formula, printed
-    back from its checked tree), whether it needs ``import math`` and the encoder's config.
+    """How the generated processor counts embeddings: a fixed number, or the spec's formula
+    kept as a string and evaluated by ``mmgen.formula.evaluate`` with the values it names.
     """
     if isinstance(spec.num_embeddings, int):
-        return {"bindings": [], "expression": repr(spec.num_embeddings), "math": False,
-                "encoder_config": False}  # fmt: skip
+        return {"fixed": spec.num_embeddings, "formula": None, "arguments": []}
     formula = parse(spec.num_embeddings)
     known = {f.name for f in fields}
     for name in sorted(formula.config_fields - known):
@@ -118,21 +116,14 @@ def num_embeddings_code(spec: Spec, fields: list[ConfigField]) -> dict[str, Any]
     if not hf:
         for name in sorted(formula.encoder_fields - set(spec.encoder.options)):
             raise spec.error(("num_embeddings",), f"encoder.{name} is not in encoder.options")
-    bindings = []
-    if formula.encoder_fields:
-        source = "self.encoder_config" if hf else "self.config.encoder_options"
-        bindings.append(("encoder", source))
-    if formula.config_fields:
-        bindings.append(("config", "self.config"))
+    arguments = []
     if formula.uses_shape:
-        bindings.append(("shape", "value.shape"))
-    expression = to_python(
-        formula, shape="shape", encoder="encoder" if hf else 'encoder["{}"]', config="config"
-    )
-    if not returns_int(formula):
-        expression = f"int({expression})"
-    return {"bindings": bindings, "expression": expression, "math": needs_math(formula),
-            "encoder_config": hf and bool(formula.encoder_fields)}  # fmt: skip
+        arguments.append(("shape", "value.shape"))
+    if formula.encoder_fields:
+        arguments.append(("encoder", "self.encoder_config" if hf else "self.config.encoder_options"))
+    if formula.config_fields:
+        arguments.append(("config", "self.config"))
+    return {"fixed": None, "formula": formula.source, "arguments": arguments}
 
 
 def modality_templates(spec: Spec) -> dict[str, str]:
@@ -185,8 +176,7 @@ def build_context(
         "encoder": encoder,
         "processor": processor,
         "count": count,
-        "uses_math": count["math"],
-        "reads_encoder_config": count["encoder_config"],
+        "reads_encoder_config": ("encoder", "self.encoder_config") in count["arguments"],
         "spec_loader_name": spec.loader_name,
         "variable_length": spec.encoder.variable_length,
         "frames": spec.encoder.frames is not None,
