@@ -36,7 +36,8 @@ def plan_modality(spec: Spec, target: Target, *, label: str, force: bool = False
     files = render_modality(spec, target, label)
     edits = {}
     if target.registry is not None:
-        line = f"from . import {spec.names.snake}  # noqa: F401 (registers the modality)"
+        module = target.module(spec.names)
+        line = f"import {module}  # noqa: F401 (registers the modality)"
 
         def register(text: str) -> str:
             return insert_at_anchor(text, ANCHOR, line, where=str(target.registry))

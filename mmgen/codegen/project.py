@@ -20,7 +20,6 @@ SCAFFOLD = {
     "configs/train.yaml": "project/train.yaml.jinja",
     "{package}/__init__.py": "project/package_init.py.jinja",
     "{package}/modalities/__init__.py": "project/modalities_init.py.jinja",
-    "tests/conftest.py": "project/conftest.py.jinja",
     "tests/test_project.py": "project/test_project.py.jinja",
 }
 

@@ -9,6 +9,7 @@ always double-quoted with every special character escaped, so quotes, backslashe
 from __future__ import annotations
 
 import math
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,7 @@ def environment(root: Path | None = None) -> SandboxedEnvironment:
     env.filters["py"] = py_literal
     env.filters["docline"] = docline
     env.filters["py_long"] = py_long_string
+    env.filters["wrap"] = wrap
     env.globals["import_block"] = import_block
     return env
 
@@ -117,6 +119,14 @@ def docline(text: str) -> str:
     return flat.replace("\\", "/").replace('"""', "'''").rstrip('"')
 
 
+def wrap(text: str, indent: int, width: int = 88) -> str:
+    """``docline`` text wrapped to ``width`` columns, continuation lines indented by ``indent``
+    (the first line is placed by the template).
+    """
+    lines = textwrap.wrap(docline(text), width - indent - 4, break_on_hyphens=False)
+    return ("\n" + " " * indent).join(lines)
+
+
 def insert_at_anchor(text: str, anchor: str, line: str, *, where: str) -> str:
     """Return ``text`` with ``line`` in the sorted block of lines just above the ``anchor``
     comment; unchanged when ``line`` is already there (so registering twice is a no-op).
@@ -139,4 +149,6 @@ def insert_at_anchor(text: str, anchor: str, line: str, *, where: str) -> str:
 
 
 def _block_prefix(line: str) -> str:
+    if line.startswith("import "):
+        return "import "
     return line.split(" import ")[0] + " import " if " import " in line else line
