@@ -22,8 +22,9 @@ def downsampled_length(n: int, factor: int) -> int:
 
 
 class TokenDownsample(nn.Module):
-    """``(..., N, D) -> (..., ceil(N/factor), D)`` for ``avg`` or ``(..., ceil(N/factor), D*factor)``
-    for ``concat`` (strided concatenation of neighbours, as in Qwen-Audio / Ultravox stacking).
+    """``(..., N, D) -> (..., ceil(N/factor), D)`` for ``avg``, or
+    ``(..., ceil(N/factor), D*factor)`` for ``concat`` (strided concatenation of neighbours, as in
+    Qwen-Audio / Ultravox stacking).
     ``factor=1`` is the identity.
     """
 
@@ -60,7 +61,7 @@ class TokenDownsample(nn.Module):
 
 
 def temporal_pool(frames: torch.Tensor, factor: int) -> torch.Tensor:
-    """Average every ``factor`` consecutive frames: ``(B, T, P, D) -> (B, ceil(T/factor), P, D)``."""
+    """Average every ``factor`` consecutive frames: ``(B, T, P, D) -> (B, ceil(T/f), P, D)``."""
     if frames.dim() != 4:
         raise ValueError(f"expected (B, T, P, D) frame features, got shape {tuple(frames.shape)}")
     b, t, p, d = frames.shape

@@ -62,7 +62,9 @@ def select_hidden_state(
     else:
         states = getattr(outputs, "hidden_states", None)
         if states is None:
-            raise ValueError("hidden_states missing: call the encoder with output_hidden_states=True")
+            raise ValueError(
+                "hidden_states missing: call the encoder with output_hidden_states=True"
+            )
         hidden = states[layer]
     return hidden[:, 1:] if drop_cls else hidden
 
@@ -76,7 +78,7 @@ def pad_items(items: list[torch.Tensor], pad_value: float = 0) -> tuple[torch.Te
     lengths = [item.shape[0] for item in items]
     batch = items[0].new_full((len(items), max(lengths), *items[0].shape[1:]), pad_value)
     mask = torch.zeros(len(items), max(lengths), dtype=torch.long, device=items[0].device)
-    for i, (item, n) in enumerate(zip(items, lengths)):
+    for i, (item, n) in enumerate(zip(items, lengths, strict=True)):
         batch[i, :n] = item
         mask[i, :n] = 1
     return batch, mask

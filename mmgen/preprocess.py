@@ -43,9 +43,7 @@ class SignalPreprocessor:
         if x.dim() == 1:
             x = x.unsqueeze(0)
         if x.dim() != 2 or x.shape[0] != self.channels:
-            raise ValueError(
-                f"expected a ({self.channels}, L) signal, got shape {tuple(x.shape)}"
-            )
+            raise ValueError(f"expected a ({self.channels}, L) signal, got shape {tuple(x.shape)}")
         if sampling_rate and self.sampling_rate and sampling_rate != self.sampling_rate:
             size = max(1, round(x.shape[-1] * self.sampling_rate / sampling_rate))
             x = F.interpolate(x[None], size=size, mode="linear", align_corners=False)[0]

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-_WORDS = "the heart rate rose after the long walk and settled during the quiet night".split()
+_WORDS = ["the", "heart", "rate", "rose", "after", "a", "long", "walk", "and", "settled"]
 
 
 def tone(seed: int = 0, *, seconds: float = 1.0, sampling_rate: int = 16000) -> bytes:

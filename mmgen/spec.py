@@ -283,7 +283,7 @@ def load_spec(path: str | Path, text: str | None = None) -> Spec:
 def parse_spec(text: str, source: str = "<spec>") -> Spec:
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.load(text, Loader=yaml.SafeLoader)  # noqa: S506 (SafeLoader: no tags run)
+        data = yaml.load(text, Loader=yaml.SafeLoader)  # SafeLoader: no tags are constructed
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark else 1

@@ -25,7 +25,9 @@ def read_value(
     """Return ``(kind, payload)``: bytes, an existing ``Path``, or the array-like as given."""
     value = entry.get(MODALITY_VALUE_KEY) if isinstance(entry, dict) else None
     if isinstance(value, dict):
-        value = next((value[k] for k in ("bytes", "array", "path") if value.get(k) is not None), None)
+        value = next(
+            (value[k] for k in ("bytes", "array", "path") if value.get(k) is not None), None
+        )
     if value is None:
         raise DataError(f"the modality entry has no {MODALITY_VALUE_KEY!r} to load")
     if isinstance(value, (bytes, bytearray, memoryview)):

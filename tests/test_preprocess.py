@@ -71,5 +71,5 @@ def test_read_value_errors(entry, accepts, message):
 def test_npy_bytes_roundtrip_through_numpy():
     buffer = io.BytesIO()
     np.save(buffer, np.arange(6).reshape(2, 3))
-    kind, payload = read_value({"value": buffer.getvalue()})
+    _, payload = read_value({"value": buffer.getvalue()})
     assert np.load(io.BytesIO(payload)).tolist() == [[0, 1, 2], [3, 4, 5]]

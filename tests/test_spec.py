@@ -52,7 +52,9 @@ def test_builtin_specs_are_valid(name):
 
 def test_unknown_key_gets_line_and_suggestion():
     error = error_of(GOOD.replace("  length: 512", "  lenght: 512"))
-    assert str(error) == "eeg.yaml:6: processor.lenght: unknown key 'lenght'; did you mean 'length'?"
+    assert (
+        str(error) == "eeg.yaml:6: processor.lenght: unknown key 'lenght'; did you mean 'length'?"
+    )
 
 
 def test_unknown_top_level_key_lists_choices_when_nothing_is_close():

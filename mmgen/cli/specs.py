@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -35,4 +36,4 @@ def show(
     from mmgen.codegen.catalog import builtin_spec
 
     spec = builtin_spec(name)
-    typer.echo(open(spec.source, encoding="utf-8").read(), nl=False)
+    typer.echo(Path(spec.source).read_text(encoding="utf-8"), nl=False)

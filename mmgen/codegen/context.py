@@ -17,10 +17,23 @@ BUILTIN_ENCODERS = {
 }
 # names the templates define or import themselves: an imported spec class must not shadow them
 _TEMPLATE_NAMES = {
-    "Any", "AutoModality", "AutoModalityLoader", "BaseModality", "BaseModalityConfig",
-    "BaseModalityLoader", "BaseModalityProcessor", "LinearProjector", "MLPProjector",
-    "SignalPreprocessor", "TokenDownsample", "Path", "np", "torch", "math", "pytest",
-}  # fmt: skip
+    "Any",
+    "AutoModality",
+    "AutoModalityLoader",
+    "BaseModality",
+    "BaseModalityConfig",
+    "BaseModalityLoader",
+    "BaseModalityProcessor",
+    "LinearProjector",
+    "MLPProjector",
+    "SignalPreprocessor",
+    "TokenDownsample",
+    "Path",
+    "np",
+    "torch",
+    "math",
+    "pytest",
+}
 
 
 @dataclass(frozen=True)
@@ -58,16 +71,35 @@ def config_fields(spec: Spec) -> list[ConfigField]:
     ]
     if enc.kind == "transformers":
         fields.append(ConfigField("encoder_name_or_path", "str", enc.pretrained, "encoder weights"))
-        fields.append(ConfigField("encoder_config", "dict[str, Any] | None", None,
-                                  "architecture of the loaded encoder (recorded on load)"))  # fmt: skip
-        fields.append(ConfigField("hidden_state", "int | None", enc.hidden_state,
-                                  "encoder layer to take (None: the last hidden state)"))  # fmt: skip
+        fields.append(
+            ConfigField(
+                "encoder_config",
+                "dict[str, Any] | None",
+                None,
+                "architecture of the loaded encoder (recorded on load)",
+            )
+        )
+        fields.append(
+            ConfigField(
+                "hidden_state",
+                "int | None",
+                enc.hidden_state,
+                "encoder layer to take (None: the last hidden state)",
+            )
+        )
     else:
-        fields.append(ConfigField("encoder_options", "dict[str, Any] | None", dict(enc.options),
-                                  "keyword arguments of the encoder"))  # fmt: skip
+        fields.append(
+            ConfigField(
+                "encoder_options",
+                "dict[str, Any] | None",
+                dict(enc.options),
+                "keyword arguments of the encoder",
+            )
+        )
     if proc.kind == "transformers":
-        fields.append(ConfigField("processor_name_or_path", "str", proc.pretrained,
-                                  "processor files"))  # fmt: skip
+        fields.append(
+            ConfigField("processor_name_or_path", "str", proc.pretrained, "processor files")
+        )
     else:
         fields += [
             ConfigField("sampling_rate", "int | None", proc.sampling_rate, "resample to (Hz)"),
@@ -80,20 +112,28 @@ def config_fields(spec: Spec) -> list[ConfigField]:
         ConfigField("downsample_factor", "int", enc.downsample.factor, "tokens merged into one"),
     ]
     if enc.frames is not None:
-        fields.append(ConfigField("temporal_pool", "int", enc.frames.temporal_pool,
-                                  "frames averaged into one"))  # fmt: skip
+        fields.append(
+            ConfigField(
+                "temporal_pool", "int", enc.frames.temporal_pool, "frames averaged into one"
+            )
+        )
     if spec.projector.kind == "mlp":
         fields += [
             ConfigField("projector_layers", "int", spec.projector.layers, "linear layers"),
-            ConfigField("projector_activation", "str", spec.projector.activation,
-                        "activation between them"),  # fmt: skip
+            ConfigField(
+                "projector_activation", "str", spec.projector.activation, "activation between them"
+            ),
         ]
     fields += [
         ConfigField("train_encoder", "bool", spec.trainable.encoder, "encoder trains by default"),
         ConfigField("train_projector", "bool", spec.trainable.projector, "projector trains"),
         ConfigField("loader", "str", spec.loader_name, "loader registry name"),
-        ConfigField("loader_options", "dict[str, Any] | None", dict(spec.loader.options),
-                    "keyword arguments of the loader"),  # fmt: skip
+        ConfigField(
+            "loader_options",
+            "dict[str, Any] | None",
+            dict(spec.loader.options),
+            "keyword arguments of the loader",
+        ),
         ConfigField("placeholder", "str", spec.placeholder_token, "placeholder in the text"),
     ]
     return fields
@@ -120,7 +160,9 @@ def num_embeddings_code(spec: Spec, fields: list[ConfigField]) -> dict[str, Any]
     if formula.uses_shape:
         arguments.append(("shape", "value.shape"))
     if formula.encoder_fields:
-        arguments.append(("encoder", "self.encoder_config" if hf else "self.config.encoder_options"))
+        arguments.append(
+            ("encoder", "self.encoder_config" if hf else "self.config.encoder_options")
+        )
     if formula.config_fields:
         arguments.append(("config", "self.config"))
     return {"fixed": None, "formula": formula.source, "arguments": arguments}

@@ -73,6 +73,4 @@ def check_name(name: object, what: str = "name") -> None:
     if keyword.iskeyword(snake) or keyword.issoftkeyword(snake):
         raise MmgenError(f"{what} {name!r} is a Python keyword")
     if snake in sys.stdlib_module_names or snake in {r.lower() for r in _RESERVED}:
-        raise MmgenError(
-            f"{what} {name!r} would shadow the module {snake!r}; choose another name"
-        )
+        raise MmgenError(f"{what} {name!r} would shadow the module {snake!r}; choose another name")

@@ -4,13 +4,17 @@ registered at the anchor comment) or a plain ``--out`` folder; and the scaffold 
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
 from mmgen.codegen.names import Names
 from mmgen.codegen.render import render
 from mmgen.errors import MmgenError
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: the same parser, from PyPI
+    import tomli as tomllib
 
 ANCHOR = "# mmgen: modality imports above this line (`mmgen new-modality` adds them here)"
 SCAFFOLD = {
@@ -61,7 +65,7 @@ def project_target(directory: Path) -> Target:
         raise MmgenError(f"{pyproject}: cannot read: {exc}") from None
     package = data.get("tool", {}).get("mmgen", {}).get("package")
     if not isinstance(package, str) or not package.isidentifier():
-        raise MmgenError(f"{pyproject}: no [tool.mmgen] package = \"...\"; not an mmgen project")
+        raise MmgenError(f'{pyproject}: no [tool.mmgen] package = "..."; not an mmgen project')
     modalities = directory / package / "modalities"
     return Target(
         root=directory,

@@ -108,7 +108,9 @@ def py_literal(value: Any, indent: int | None = None) -> str:
         else:
             items = [py_literal(v, indent + 4) for v in value]
         pad = " " * (indent + 4)
-        return opening + "\n" + "".join(f"{pad}{item},\n" for item in items) + " " * indent + closing
+        return (
+            opening + "\n" + "".join(f"{pad}{item},\n" for item in items) + " " * indent + closing
+        )
     raise MmgenError(f"a {type(value).__name__} cannot be written into generated code")
 
 
