@@ -44,8 +44,14 @@ class Target:
     registry: Path | None = None
 
     def first_party(self, names: Names) -> tuple[str, ...]:
-        """Top-level packages ruff sorts as first-party in the generated test's imports."""
-        return (self.package.split(".")[0],) if self.package else (names.snake,)
+        """Modules ruff sorts as first-party here: the ones at the root (ruff's default ``src``),
+        the project's package, and the generated package itself.
+        """
+        local = {p.stem for p in self.root.glob("*.py")}
+        folders = self.root.iterdir() if self.root.is_dir() else ()
+        local |= {p.name for p in folders if (p / "__init__.py").is_file()}
+        local.add(self.package.split(".")[0] if self.package else names.snake)
+        return tuple(sorted(local))
 
     def module(self, names: Names) -> str:
         return f"{self.package}.{names.snake}" if self.package else names.snake
