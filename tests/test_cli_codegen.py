@@ -1,8 +1,9 @@
 """The codegen commands through typer's CliRunner: help, errors, plan/dry-run/force, idempotence."""
 
+import resource
 import subprocess
 import sys
-import time
+from pathlib import Path
 
 import pytest
 import typer
@@ -50,23 +51,23 @@ def test_every_option_and_argument_has_help(command):
 
 
 def test_help_is_fast_and_imports_no_torch():
+    """`mmgen --help` in a fresh interpreter: no torch/transformers, under 0.5 s of CPU time
+    (CPU time, not wall time: other jobs on a shared machine do not count against it).
+    """
     code = (
-        "import sys, time; t = time.perf_counter(); from mmgen.cli import main;"
-        "sys.argv = ['mmgen', '--help']\n"
+        "import sys; from mmgen.cli import main; sys.argv = ['mmgen', '--help']\n"
         "try: main()\nexcept SystemExit: pass\n"
-        "print(time.perf_counter() - t, 'torch' in sys.modules, 'transformers' in sys.modules,"
-        " file=sys.stderr)"
+        "print('torch' in sys.modules, 'transformers' in sys.modules, file=sys.stderr)"
     )
-    best = None
+    costs = []
     for _ in range(3):
-        start = time.perf_counter()
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-        wall = time.perf_counter() - start
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
         assert out.returncode == 0, out.stderr
-        _, torch_loaded, transformers_loaded = out.stderr.split()
-        assert torch_loaded == "False" and transformers_loaded == "False"
-        best = wall if best is None else min(best, wall)
-    assert best < 0.5, f"`mmgen --help` took {best:.2f} s (interpreter start included)"
+        assert "Usage" in out.stdout and out.stderr.split() == ["False", "False"]
+        costs.append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
+    assert min(costs) < 0.5, f"`mmgen --help` used {min(costs):.2f} s of CPU"
 
 
 def test_specs_lists_builtins_with_descriptions():
@@ -210,3 +211,12 @@ def test_init_twice_and_bad_names(tmp_path):
     assert bad.exit_code == 1 and "project folder name" in bad.output
     named = invoke("init", tmp_path / "my project", "--package", "lab")
     assert named.exit_code == 0 and (tmp_path / "my project" / "lab" / "modalities").is_dir()
+
+
+def test_readme_spec_example_is_valid(tmp_path):
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    example = readme.split("```yaml\n", 1)[1].split("```", 1)[0]
+    spec = tmp_path / "eeg.yaml"
+    spec.write_text(example)
+    result = invoke("validate", spec)
+    assert result.exit_code == 0, result.output
