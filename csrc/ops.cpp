@@ -24,6 +24,30 @@ TORCH_LIBRARY(mmgen, m) {
   m.def("_build_info() -> str", &mmgen::build_info);
 
   // --- fused embedding merge (issue: foundation) ---
+  // out[t] = features[k][r] where input_ids[t] == placeholder_ids[k] (r: earlier positions with
+  // that id), else weight[input_ids[t]]. validate=False skips the CUDA count check's host sync.
+  m.def(
+      "packed_merge(Tensor input_ids, Tensor weight, Tensor[] features, int[] placeholder_ids, "
+      "*, bool validate=True) -> Tensor");
+  // Gradients to weight (deterministic; 0 rows when not weight_grad) and to each feature tensor
+  // (0 rows where feature_grads[k] is false).
+  m.def(
+      "packed_merge_backward(Tensor grad_out, Tensor input_ids, SymInt vocab_size, "
+      "SymInt[] feature_rows, int[] placeholder_ids, bool weight_grad, bool[] feature_grads) "
+      "-> (Tensor, Tensor[])");
 
   // --- variable-length batching (issue: varlen) ---
+  // Pack index (0..P-1) of every sample: each pack's lengths sum to <= capacity and, with items,
+  // its items to <= max_items. strategy: "bfd" | "ffd" | "sequential". CPU only (host planning).
+  m.def(
+      "plan_packs(Tensor lengths, int capacity, str strategy=\"bfd\", Tensor? items=None, "
+      "int? max_items=None) -> Tensor");
+  // lengths (N,) int64 -> cu_seqlens (N+1,) int32, position_ids (T,) int64, seq_idx (T,) int32,
+  // max_seqlen (a host int: flash-attention and pad_varlen size their work with it).
+  m.def("varlen_metadata(Tensor lengths) -> (Tensor, Tensor, Tensor, SymInt)");
+  // (T, ...) -> (N, max_seqlen, ...), `value` in the padding; unpad_varlen is its inverse.
+  m.def("pad_varlen(Tensor x, Tensor cu_seqlens, SymInt max_seqlen, Scalar value=0) -> Tensor");
+  m.def("unpad_varlen(Tensor x, Tensor lengths) -> Tensor");
+  // (1, 1, T, T) additive mask: 0 where key <= query within one sequence, dtype's lowest elsewhere.
+  m.def("block_diagonal_causal_mask(Tensor cu_seqlens, ScalarType? dtype=None) -> Tensor");
 }

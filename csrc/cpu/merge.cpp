@@ -1,0 +1,188 @@
+// CPU kernels of the fused embedding merge (schemas in csrc/ops.cpp, row logic in merge.h).
+//
+// Forward: one cheap sequential pass over input_ids ranks every placeholder position and checks
+// every id; then the output rows are copied in parallel at memcpy speed.
+// Backward: the table's gradient is deterministic without atomics: a stable counting sort of the
+// text positions by token id, then every table row is summed by exactly one thread in position
+// order. A placeholder's gradient is a gather of its positions' rows.
+#include <ATen/OpMathType.h>
+#include <ATen/Parallel.h>
+#include <ATen/Dispatch.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <tuple>
+#include <vector>
+
+#include "mmgen/merge.h"
+#include "mmgen/merge_args.h"
+
+namespace mmgen {
+namespace merge {
+namespace {
+
+// Rows per parallel chunk: about 256 KiB, enough to amortise the task start.
+int64_t grain_rows(int64_t row_bytes) {
+  return std::max<int64_t>(1, (int64_t{256} << 10) / std::max<int64_t>(1, row_bytes));
+}
+
+// slot[t] (-1 for text) and rank[t] (the feature row, or the token id for text) of every
+// position, checking ids and placeholder counts on the way; validation is free on the CPU, so it
+// is always on.
+struct Layout {
+  std::vector<int32_t> slot;
+  std::vector<int64_t> rank;
+};
+
+Layout classify(const at::Tensor& ids, at::IntArrayRef shape, const Sources& s) {
+  const int64_t total = ids.numel();
+  const int64_t* id = ids.const_data_ptr<int64_t>();
+  Layout layout{std::vector<int32_t>(total), std::vector<int64_t>(total)};
+  int64_t counts[kMaxSlots] = {0};
+  for (int64_t t = 0; t < total; ++t) {
+    const int32_t k = slot_of(id[t], s);
+    layout.slot[t] = k;
+    if (k >= 0) {
+      layout.rank[t] = counts[k]++;
+    } else {
+      if (!in_vocab(id[t], s)) fail_text_id(id[t], t, shape, s.vocab);
+      layout.rank[t] = id[t];
+    }
+  }
+  check_counts(counts, s);
+  return layout;
+}
+
+at::Tensor packed_merge_cpu(const at::Tensor& input_ids, const at::Tensor& weight,
+                            at::TensorList features, at::IntArrayRef placeholder_ids,
+                            bool /*validate: the CPU checks cost nothing, so they always run*/) {
+  Inputs in = prepare(input_ids, weight, features, placeholder_ids);
+  const Layout layout = classify(in.ids, input_ids.sizes(), in.sources);
+  // every row is written below, so no zero fill
+  at::Tensor out = at::empty(out_shape(input_ids, in.hidden), weight.options());
+  const int64_t row_bytes = in.hidden * weight.element_size();
+  char* dst = static_cast<char*>(out.data_ptr());
+  at::parallel_for(0, in.ids.numel(), grain_rows(row_bytes), [&](int64_t begin, int64_t end) {
+    for (int64_t t = begin; t < end; ++t) {
+      const char* src = source_row(in.sources, layout.slot[t], layout.rank[t], layout.rank[t]);
+      copy_row<char>(dst + t * row_bytes, src, row_bytes, 0, 1);
+    }
+  });
+  return out;
+}
+
+// The table's gradient: row v = sum of grad rows at the text positions holding v, in position
+// order, each row summed by one thread. Work is split by rows + positions so a frequent token
+// does not leave one thread with most of the work.
+template <typename scalar_t>
+void table_grad(at::Tensor& out, const at::Tensor& grad, const Layout& layout, int64_t vocab) {
+  using acc_t = at::opmath_type<scalar_t>;
+  constexpr int kTile = 64;
+  const int64_t total = static_cast<int64_t>(layout.slot.size());
+  const int64_t hidden = grad.size(1);
+  // stable counting sort of text positions by token id: start[v] .. start[v+1] in `order`
+  std::vector<int64_t> start(vocab + 1, 0);
+  for (int64_t t = 0; t < total; ++t) {
+    if (layout.slot[t] < 0) ++start[layout.rank[t] + 1];
+  }
+  for (int64_t v = 0; v < vocab; ++v) start[v + 1] += start[v];
+  std::vector<int64_t> order(start[vocab]);
+  std::vector<int64_t> cursor(start.begin(), start.end() - 1);
+  for (int64_t t = 0; t < total; ++t) {
+    if (layout.slot[t] < 0) order[cursor[layout.rank[t]]++] = t;
+  }
+  const scalar_t* g = grad.const_data_ptr<scalar_t>();
+  const int64_t g_stride = grad.stride(0);
+  scalar_t* w = out.data_ptr<scalar_t>();
+  const int64_t row_bytes = hidden * static_cast<int64_t>(sizeof(scalar_t));
+  // cost(v) = 1 + uses(v); a chunk [b, e) of cost owns the rows whose cost prefix lies in it
+  auto first_row = [&](int64_t cost) {
+    int64_t lo = 0, hi = vocab;
+    while (lo < hi) {
+      const int64_t mid = (lo + hi) / 2;
+      if (start[mid] + mid < cost) lo = mid + 1; else hi = mid;
+    }
+    return lo;
+  };
+  const int64_t work = vocab + start[vocab];
+  at::parallel_for(0, work, grain_rows(row_bytes), [&](int64_t b, int64_t e) {
+    for (int64_t v = first_row(b), end = first_row(e); v < end; ++v) {
+      const int64_t n = start[v + 1] - start[v];
+      char* dst = reinterpret_cast<char*>(w + v * hidden);
+      if (n == 0) {
+        std::memset(dst, 0, row_bytes);  // all-zero bits are +0.0 in every float format
+      } else if (n == 1) {
+        copy_row<char>(dst, reinterpret_cast<const char*>(g + order[start[v]] * g_stride),
+                       row_bytes, 0, 1);
+      } else {
+        for (int64_t c = 0; c < hidden; c += kTile) {
+          sum_rows<scalar_t, acc_t, kTile>(w + v * hidden, g, g_stride, &order[start[v]], n, c,
+                                           1, hidden);
+        }
+      }
+    }
+  });
+}
+
+std::tuple<at::Tensor, std::vector<at::Tensor>> packed_merge_backward_cpu(
+    const at::Tensor& grad_out, const at::Tensor& input_ids, int64_t vocab_size,
+    at::IntArrayRef feature_rows, at::IntArrayRef placeholder_ids, bool weight_grad,
+    c10::List<bool> feature_grads) {
+  check_ids(input_ids, grad_out.device());
+  const int64_t hidden = grad_out.size(-1);
+  TORCH_CHECK_VALUE(grad_out.dim() == input_ids.dim() + 1 &&
+                        grad_out.sizes().slice(0, input_ids.dim()) == input_ids.sizes(),
+                    "packed_merge_backward: grad_out has shape ", grad_out.sizes(),
+                    ", expected input_ids.shape + (H,) with input_ids.shape ", input_ids.sizes());
+  TORCH_CHECK_VALUE(feature_rows.size() == placeholder_ids.size() &&
+                        feature_grads.size() == placeholder_ids.size(),
+                    "packed_merge_backward: need one feature_rows and feature_grads entry per "
+                    "placeholder id, got ", feature_rows.size(), " and ", feature_grads.size(),
+                    " for ", placeholder_ids.size(), " ids");
+  Sources s = classifier(placeholder_ids, vocab_size);
+  for (int32_t k = 0; k < s.slots; ++k) s.feature_rows[k] = feature_rows[k];
+  const at::Tensor ids = input_ids.contiguous().view(-1);
+  const Layout layout = classify(ids, input_ids.sizes(), s);
+  const at::Tensor grad = with_contiguous_rows(grad_out.reshape({-1, hidden}));
+  const auto options = grad_out.options();
+
+  std::vector<at::Tensor> grads(s.slots);
+  FeatureGrads dst{};
+  const int64_t element = grad.element_size();
+  for (int32_t k = 0; k < s.slots; ++k) {
+    // unwanted gradients come back with 0 rows; every wanted row is written by the gather
+    grads[k] = at::empty({feature_grads.get(k) ? feature_rows[k] : 0, hidden}, options);
+    dst.rows[k] = feature_grads.get(k) ? static_cast<char*>(grads[k].data_ptr()) : nullptr;
+    dst.stride[k] = hidden * element;
+  }
+  const int64_t row_bytes = hidden * element;
+  const char* g = static_cast<const char*>(grad.const_data_ptr());
+  const int64_t g_stride = grad.stride(0) * element;
+  at::parallel_for(0, ids.numel(), grain_rows(row_bytes), [&](int64_t begin, int64_t end) {
+    for (int64_t t = begin; t < end; ++t) {
+      const int32_t k = layout.slot[t];
+      if (k >= 0 && dst.rows[k] != nullptr) {
+        copy_row<char>(dst.rows[k] + layout.rank[t] * dst.stride[k], g + t * g_stride,
+                       row_bytes, 0, 1);
+      }
+    }
+  });
+
+  at::Tensor table = at::empty({weight_grad ? vocab_size : 0, hidden}, options);
+  if (weight_grad) {
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad.scalar_type(),
+                                    "packed_merge_backward", [&] {
+                                      table_grad<scalar_t>(table, grad, layout, vocab_size);
+                                    });
+  }
+  return {table, grads};
+}
+
+}  // namespace
+}  // namespace merge
+}  // namespace mmgen
+
+TORCH_LIBRARY_IMPL(mmgen, CPU, m) {
+  m.impl("packed_merge", &mmgen::merge::packed_merge_cpu);
+  m.impl("packed_merge_backward", &mmgen::merge::packed_merge_backward_cpu);
+}
