@@ -84,37 +84,18 @@ def pad_items(items: list[torch.Tensor], pad_value: float = 0) -> tuple[torch.Te
     return batch, mask
 
 
-def _building_empty() -> bool:
-    # transformers' from_pretrained builds the model under a meta-device context, then loads
-    # the checkpoint; a factory call shows whether we are inside it
-    return torch.empty(0).device.type == "meta"
-
-
-def load_encoder(model_class: type, config: Any, submodule: str | None = None) -> nn.Module:
-    """The pretrained encoder of a modality: ``model_class.from_pretrained`` on
-    ``config.encoder_name_or_path`` (``package:`` paths resolved), then ``submodule`` of it
-    (``"encoder"`` for Whisper).
-
-    The loaded architecture is recorded in ``config.encoder_config``; while the modality itself
-    is being restored by ``from_pretrained``, the encoder is built from that record instead,
-    so a saved modality reloads from its own checkpoint without the original encoder files.
+def load_encoder(model_class: type, name_or_path: str, submodule: str | None = None) -> nn.Module:
+    """``model_class.from_pretrained(name_or_path)`` (``package:`` paths resolved), then its
+    attribute path ``submodule`` (``"encoder"`` takes Whisper's speech encoder).
     """
-    recorded = getattr(config, "encoder_config", None)
-    if recorded and _building_empty():
-        model = model_class(model_class.config_class.from_dict(recorded))
-    else:
-        model = model_class.from_pretrained(pretrained_path(config.encoder_name_or_path))
-        config.encoder_config = model.config.to_dict()
+    model = model_class.from_pretrained(pretrained_path(name_or_path))
     for name in submodule.split(".") if submodule else ():
         model = getattr(model, name)
     return model
 
 
-def load_encoder_config(model_class: type, config: Any) -> Any:
-    """The encoder's config (for ``num_embeddings`` formulas): the recorded one when the
-    modality config has it, else read from ``config.encoder_name_or_path``.
+def load_encoder_config(model_class: type, name_or_path: str) -> Any:
+    """The encoder's own config (``CLIPVisionConfig`` even from a full CLIP checkpoint), read
+    without loading weights: ``num_embeddings`` formulas use its fields.
     """
-    recorded = getattr(config, "encoder_config", None)
-    if recorded:
-        return model_class.config_class.from_dict(recorded)
-    return model_class.config_class.from_pretrained(pretrained_path(config.encoder_name_or_path))
+    return model_class.config_class.from_pretrained(pretrained_path(name_or_path))

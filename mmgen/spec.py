@@ -49,14 +49,40 @@ class Strict(BaseModel):
 class LoaderSpec(Strict):
     """Which loader turns a dataset entry's ``value`` into a raw modality.
 
-    Omit ``decode`` to reuse a registered loader (``raw-audio``, ``raw-image``); set it to
-    generate one, registered under ``name``. ``options`` become the loader's keyword arguments.
+    Omit ``decode`` to reuse a registered loader (mmgen's ``raw-audio``, ``raw-image``); set it
+    to generate one, registered under ``name``, that accepts the ``value`` kinds listed, with
+    ``options`` as the defaults of its keyword arguments (see LOADER_OPTIONS).
     """
 
     name: RegistryName | None = None  # default "raw-<spec name>"
     decode: Literal["audio", "image", "video", "text", "array"] | None = None
     value: list[ValueKind] = Field(default_factory=lambda: ["bytes", "path", "array"], min_length=1)
     options: dict[Identifier, Scalar] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _options(self) -> LoaderSpec:
+        if self.decode is None:
+            _forbid(self, {"options", "value"}, "without `decode` (a registered loader is reused)")
+        allowed = LOADER_OPTIONS.get(self.decode or "", {})
+        for key, value in self.options.items():
+            if key not in allowed:
+                raise _field_error(
+                    "options",
+                    f"unknown option {key!r} for decode {self.decode!r}{_hint(key, allowed)}",
+                )
+            if not isinstance(value, allowed[key]) or isinstance(value, bool):
+                raise _field_error("options", f"{key} must be a {allowed[key].__name__}")
+        return self
+
+
+# the keyword arguments each generated loader takes (their spec values become its defaults)
+LOADER_OPTIONS: dict[str, dict[str, type]] = {
+    "audio": {"sampling_rate": int},
+    "image": {"mode": str},
+    "video": {"num_frames": int},
+    "text": {"encoding": str},
+    "array": {"dtype": str},
+}
 
 
 class ProcessorSpec(Strict):
@@ -254,10 +280,15 @@ def _require(model: BaseModel, *fields: str) -> None:
             raise _field_error(_alias(model, field), f"required for kind {kind!r}")
 
 
-def _forbid(model: BaseModel, fields: set[str]) -> None:
+def _forbid(model: BaseModel, fields: set[str], when: str = "") -> None:
     for field in sorted(fields & model.model_fields_set):
         kind = getattr(model, "kind", "")
-        raise _field_error(_alias(model, field), f"not used with kind {kind!r}")
+        raise _field_error(_alias(model, field), f"not used {when or f'with kind {kind!r}'}")
+
+
+def _hint(key: str, known: Any) -> str:
+    close = difflib.get_close_matches(key, list(known), n=1)
+    return f"; did you mean {close[0]!r}?" if close else f"; expected one of {', '.join(known)}"
 
 
 def _alias(model: BaseModel, field: str) -> str:
@@ -374,8 +405,7 @@ def _did_you_mean(loc: tuple) -> str:
         if model is None:
             return ""
     known = [f.alias or name for name, f in model.model_fields.items()]
-    hint = difflib.get_close_matches(str(loc[-1]), known, n=1, cutoff=0.6)
-    return f"; did you mean {hint[0]!r}?" if hint else f"; expected one of {', '.join(known)}"
+    return _hint(str(loc[-1]), known)
 
 
 def _model_of(annotation: Any) -> type[BaseModel] | None:

@@ -17,7 +17,6 @@ GENERATED = [
     "demo/modalities/__init__.py",
     "demo/modalities/audio/__init__.py",
     "demo/modalities/audio/config.py",
-    "demo/modalities/audio/loader.py",
     "demo/modalities/audio/modality.py",
     "demo/modalities/audio/processor.py",
     "tests/test_audio.py",

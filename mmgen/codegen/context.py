@@ -73,14 +73,6 @@ def config_fields(spec: Spec) -> list[ConfigField]:
         fields.append(ConfigField("encoder_name_or_path", "str", enc.pretrained, "encoder weights"))
         fields.append(
             ConfigField(
-                "encoder_config",
-                "dict[str, Any] | None",
-                None,
-                "architecture of the loaded encoder (recorded on load)",
-            )
-        )
-        fields.append(
-            ConfigField(
                 "hidden_state",
                 "int | None",
                 enc.hidden_state,
@@ -128,12 +120,6 @@ def config_fields(spec: Spec) -> list[ConfigField]:
         ConfigField("train_encoder", "bool", spec.trainable.encoder, "encoder trains by default"),
         ConfigField("train_projector", "bool", spec.trainable.projector, "projector trains"),
         ConfigField("loader", "str", spec.loader_name, "loader registry name"),
-        ConfigField(
-            "loader_options",
-            "dict[str, Any] | None",
-            dict(spec.loader.options),
-            "keyword arguments of the loader",
-        ),
         ConfigField("placeholder", "str", spec.placeholder_token, "placeholder in the text"),
     ]
     return fields
@@ -166,6 +152,22 @@ def num_embeddings_code(spec: Spec, fields: list[ConfigField]) -> dict[str, Any]
     if formula.config_fields:
         arguments.append(("config", "self.config"))
     return {"fixed": None, "formula": formula.source, "arguments": arguments}
+
+
+def processor_attribute(class_name: str) -> str:
+    """What the generated processor calls its transformers processor, as transformers'
+    ``ProcessorMixin`` does (mmgen's data pipeline reads e.g. ``feature_extractor.sampling_rate``).
+    """
+    for suffix, attribute in (
+        ("FeatureExtractor", "feature_extractor"),
+        ("ImageProcessor", "image_processor"),
+        ("ImageProcessorPil", "image_processor"),
+        ("Tokenizer", "tokenizer"),
+        ("TokenizerFast", "tokenizer"),
+    ):
+        if class_name.endswith(suffix):
+            return attribute
+    return "processor"
 
 
 def modality_templates(spec: Spec) -> dict[str, str]:
@@ -220,6 +222,8 @@ def build_context(
         "count": count,
         "reads_encoder_config": ("encoder", "self.encoder_config") in count["arguments"],
         "spec_loader_name": spec.loader_name,
+        "loader_options": dict(spec.loader.options),
+        "processor_attribute": processor_attribute(processor.name) if processor else None,
         "variable_length": spec.encoder.variable_length,
         "frames": spec.encoder.frames is not None,
         "test": spec.test,
