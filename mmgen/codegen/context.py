@@ -85,7 +85,7 @@ def config_fields(spec: Spec) -> list[ConfigField]:
                 "encoder_options",
                 "dict[str, Any] | None",
                 dict(enc.options),
-                "keyword arguments of the encoder",
+                "encoder keyword arguments, over the spec's",
             )
         )
     if proc.kind == "transformers":
