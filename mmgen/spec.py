@@ -71,7 +71,8 @@ class LoaderSpec(Strict):
                     f"unknown option {key!r} for decode {self.decode!r}{_hint(key, allowed)}",
                 )
             if not isinstance(value, allowed[key]) or isinstance(value, bool):
-                raise _field_error("options", f"{key} must be a {allowed[key].__name__}")
+                kind = "an integer" if allowed[key] is int else "a string"
+                raise _field_error("options", f"{key} must be {kind}")
         return self
 
 

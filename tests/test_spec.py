@@ -145,3 +145,19 @@ def test_resolve_builtin_and_renamed_file(tmp_path):
     spec, builtin = resolve("scalp-eeg", path)
     assert not builtin and spec.names.snake == "scalp_eeg"
     assert str(spec.error(("num_embeddings",), "x")) == f"{path}:11: num_embeddings: x"
+
+
+@pytest.mark.parametrize(
+    "loader, message",
+    [
+        ("{name: raw-audio, options: {sampling_rate: 8000}}", "loader.options: not used without"),
+        ("{decode: video, options: {num_frame: 4}}", "did you mean 'num_frames'?"),
+        ("{decode: video, options: {num_frames: many}}", "num_frames must be an integer"),
+        ("{decode: text, options: {encoding: 8}}", "encoding must be a string"),
+        ("{decode: smell}", "loader.decode: Input should be"),
+        ("{name: Raw Audio}", "loader.name: String should match pattern"),
+    ],
+)
+def test_loader_block(loader, message):
+    error = error_of(GOOD + f"loader: {loader}\n")
+    assert str(error).startswith("eeg.yaml:15: loader") and message in str(error)
