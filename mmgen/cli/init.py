@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from mmgen.cli._plan import DryRun, Force, show_and_apply
+
 
 def init(
     project: Annotated[Path, typer.Argument(help="Folder of the new project (created).")],
@@ -14,16 +16,12 @@ def init(
         str | None,
         typer.Option("--package", help="Python package name (default: from the folder name)."),
     ] = None,
-    dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="Print the plan with diffs; write nothing.")
-    ] = False,
-    force: Annotated[
-        bool, typer.Option("--force", help="Overwrite files that differ from the scaffold.")
-    ] = False,
+    dry_run: DryRun = False,
+    force: Force = False,
 ) -> None:
     """Create a training project: pyproject, README, configs/train.yaml, package, tests."""
     from mmgen.codegen.names import Names, check_name
-    from mmgen.codegen.plan import apply, plan_files
+    from mmgen.codegen.plan import plan_files
     from mmgen.codegen.project import scaffold
     from mmgen.errors import MmgenError
 
@@ -33,13 +31,7 @@ def init(
     name = package or root.name
     check_name(name, "package name" if package else "project folder name (or pass --package)")
     plan = plan_files(root, scaffold(root, Names.of(name).snake), force=force)
-    typer.echo(plan.describe(diffs=dry_run))
-    if dry_run:
-        if plan.conflicts:
-            raise MmgenError("conflicts above: rerun with --force to overwrite them")
-        typer.echo("dry run: nothing written")
-        return
-    if not apply(plan):
-        typer.echo(f"{project}: up to date, nothing to do")
-        return
-    typer.secho(f"created {project}; next: cd {project} && mmgen new-modality audio", fg="green")
+    if show_and_apply(plan, dry_run=dry_run, what=str(project)):
+        typer.secho(
+            f"created {project}; next: cd {project} && mmgen new-modality audio", fg="green"
+        )

@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from mmgen.cli._plan import DryRun, Force, show_and_apply
 from mmgen.errors import MmgenError
 
 
@@ -30,17 +31,12 @@ def new_modality(
         Path | None,
         typer.Option("--out", help="Write into this plain folder instead of a project."),
     ] = None,
-    dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="Print the plan with diffs; write nothing.")
-    ] = False,
-    force: Annotated[
-        bool, typer.Option("--force", help="Overwrite files that differ from the generated text.")
-    ] = False,
+    dry_run: DryRun = False,
+    force: Force = False,
 ) -> None:
     """Generate a modality from a YAML spec into a project (or a plain folder)."""
     from mmgen.codegen.catalog import resolve
     from mmgen.codegen.generate import plan_modality, spec_label
-    from mmgen.codegen.plan import apply
     from mmgen.codegen.project import out_target, project_target
 
     if project is not None and out is not None:
@@ -52,25 +48,16 @@ def new_modality(
     else:
         target = project_target((project or Path.cwd()).resolve())
     plan = plan_modality(modality, target, label=spec_label(modality, builtin), force=force)
-    typer.echo(plan.describe(diffs=dry_run))
-    if dry_run:
-        if plan.conflicts:
-            raise MmgenError("conflicts above: rerun with --force to overwrite them")
-        typer.echo("dry run: nothing written")
-        return
-    written = apply(plan)
-    if not written:
-        typer.echo(f"{modality.names.snake}: up to date, nothing to do")
-        return
-    test = target.tests_dir / f"test_{modality.names.snake}.py"
-    typer.secho(f"generated {modality.names.snake}; run its test: pytest {test}", fg="green")
+    if show_and_apply(plan, dry_run=dry_run, what=modality.names.snake):
+        test = target.tests_dir / f"test_{modality.names.snake}.py"
+        typer.secho(f"generated {modality.names.snake}; run its test: pytest {test}", fg="green")
 
 
 def _check_shadowing(module: str, folder: Path) -> None:
     """With --out the package is imported by its bare name: refuse names of installed modules."""
     import importlib.util
 
-    found = importlib.util.find_spec(module) if module not in ("",) else None
+    found = importlib.util.find_spec(module)
     origin = Path(found.origin).resolve() if found and found.origin else None
     if found is not None and not (origin and origin.is_relative_to(folder)):
         raise MmgenError(
