@@ -6,7 +6,7 @@ import pytest
 
 from mmgen.codegen.catalog import builtin_specs, resolve
 from mmgen.errors import MmgenError, SpecError
-from mmgen.spec import load_spec, parse_spec
+from mmgen.spec_loading import load_spec, parse_spec
 
 GOOD = textwrap.dedent(
     """\

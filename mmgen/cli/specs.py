@@ -20,7 +20,7 @@ def specs(ctx: typer.Context) -> None:
     if ctx.invoked_subcommand is not None:
         return
     from mmgen.codegen.catalog import builtin_specs
-    from mmgen.spec import load_spec
+    from mmgen.spec_loading import load_spec
 
     found = builtin_specs()
     width = max(map(len, found), default=0)

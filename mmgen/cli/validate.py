@@ -14,7 +14,7 @@ def validate(
     """Check a spec: schema, names, formula, classes; print every problem as file:line."""
     from mmgen.codegen.context import build_context
     from mmgen.errors import SpecError
-    from mmgen.spec import load_spec
+    from mmgen.spec_loading import load_spec
 
     try:
         loaded = load_spec(spec)

@@ -7,7 +7,8 @@ from pathlib import Path
 from mmgen.codegen.names import check_name
 from mmgen.errors import MmgenError
 from mmgen.resources import specs_dir
-from mmgen.spec import Spec, load_spec
+from mmgen.spec import Spec
+from mmgen.spec_loading import load_spec
 
 
 def builtin_specs() -> dict[str, Path]:
