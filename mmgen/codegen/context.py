@@ -33,6 +33,23 @@ _TEMPLATE_NAMES = {
     "torch",
     "math",
     "pytest",
+    "Image",
+    "io",
+    "soundfile",
+    "MODALITY_VALUE_KEY",
+    "NUM_EMBEDDINGS_KEY",
+    "DataError",
+    "encoder_width",
+    "evaluate",
+    "load_encoder",
+    "load_encoder_config",
+    "pad_items",
+    "pretrained_path",
+    "select_hidden_state",
+    "temporal_pool",
+    "save_tiny_model",
+    "save_tiny_processor",
+    "synthetic_value",
 }
 
 
