@@ -220,3 +220,11 @@ def test_readme_spec_example_is_valid(tmp_path):
     spec.write_text(example)
     result = invoke("validate", spec)
     assert result.exit_code == 0, result.output
+
+
+def test_existing_module_of_the_same_name_is_not_shadowed(project):
+    (project / "demo" / "modalities" / "ecg.py").write_text("HAND_WRITTEN = True\n")
+    before = files_under(project)
+    result = invoke("new-modality", "ecg", "--project", project)
+    assert result.exit_code == 1 and "ecg.py: a module of that name exists" in result.output
+    assert files_under(project) == before

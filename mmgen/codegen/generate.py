@@ -8,6 +8,7 @@ from mmgen.codegen.context import build_context, modality_templates
 from mmgen.codegen.plan import Plan, plan_files
 from mmgen.codegen.project import ANCHOR, Target
 from mmgen.codegen.render import docline, insert_at_anchor, render
+from mmgen.errors import MmgenError
 from mmgen.spec import Spec
 
 
@@ -33,6 +34,10 @@ def render_modality(spec: Spec, target: Target, label: str) -> dict[Path, str]:
 
 
 def plan_modality(spec: Spec, target: Target, *, label: str, force: bool = False) -> Plan:
+    module = target.modalities_dir / f"{spec.names.snake}.py"
+    if module.exists():
+        # a package <name>/ beside a module <name>.py would silently shadow the module
+        raise MmgenError(f"{module}: a module of that name exists; choose another modality name")
     files = render_modality(spec, target, label)
     edits = {}
     if target.registry is not None:
