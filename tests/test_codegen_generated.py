@@ -1,11 +1,11 @@
-"""Generate, then run what was generated: every built-in spec and two specs that are not
-shipped (EEG through a project-local torch module; depth maps through SigLIP), in one project
-made by `mmgen init`: ruff passes on it and its generated tests pass in a fresh process.
+"""Generate, then run what was generated: every built-in spec and three specs that are not
+shipped (EEG through a project-local torch module; depth maps through SigLIP; heart sounds
+through Whisper at 4 kHz), in one project made by `mmgen init`: ruff passes on it and its
+generated tests pass in a fresh process.
 """
 
 import subprocess
 import sys
-import textwrap
 
 import pytest
 from typer.testing import CliRunner
@@ -49,6 +49,34 @@ test:
   sample: {kind: signal, options: {channels: 4, seconds: 3.0, sampling_rate: 200}}
 """
 
+HEART_SPEC = """\
+name: heart-sound
+description: Phonocardiograms (heart sounds) through a Whisper encoder at 4 kHz
+loader: {name: heart-wav, decode: audio, value: [bytes, path], options: {sampling_rate: 4000}}
+processor:
+  class: transformers.WhisperFeatureExtractor
+  pretrained: openai/whisper-tiny
+  output: input_features
+  options: {sampling_rate: 4000}
+encoder:
+  class: transformers.WhisperModel
+  pretrained: openai/whisper-tiny
+  submodule: encoder
+  input: input_features
+  hidden_state: -1
+  downsample: {mode: avg, factor: 5}
+num_embeddings: ceil(encoder.max_source_positions / config.downsample_factor)
+projector: {kind: linear}
+test:
+  encoder: {d_model: 16, encoder_layers: 1, decoder_layers: 1, encoder_attention_heads: 2,
+            decoder_attention_heads: 2, encoder_ffn_dim: 32, decoder_ffn_dim: 32,
+            num_mel_bins: 8, max_source_positions: 50, max_target_positions: 16,
+            vocab_size: 64, pad_token_id: 0, bos_token_id: 1, eos_token_id: 2,
+            decoder_start_token_id: 1}
+  processor: {feature_size: 8, sampling_rate: 4000, hop_length: 40, chunk_length: 1, n_fft: 100}
+  sample: {kind: tone, options: {seconds: 0.9, sampling_rate: 8000}}   # resampled to 4 kHz
+"""
+
 DEPTH_SPEC = """\
 name: depth-map
 description: "Depth maps rendered as images, through a SigLIP vision tower: \\"quoted\\" {{ x }}"
@@ -82,7 +110,8 @@ def project(tmp_path_factory):
         result = runner.invoke(app, ["new-modality", name, "--project", str(root)])
         assert result.exit_code == 0, result.output
     (root / "eeg_net.py").write_text(EEG_NET)
-    for name, text in (("eeg", EEG_SPEC), ("depth-map", DEPTH_SPEC)):
+    custom = (("eeg", EEG_SPEC), ("depth-map", DEPTH_SPEC), ("heart-sound", HEART_SPEC))
+    for name, text in custom:
         spec = root / f"{name}.yaml"
         spec.write_text(text)
         result = runner.invoke(
@@ -105,7 +134,7 @@ def test_every_generated_file_passes_ruff(project):
 
 def test_registry_imports_every_modality_once(project):
     registry = (project / "demo" / "modalities" / "__init__.py").read_text()
-    expected = sorted([*builtin_specs(), "eeg", "depth_map"])
+    expected = sorted([*builtin_specs(), "eeg", "depth_map", "heart_sound"])
     imports = [line.split()[1] for line in registry.splitlines() if line.startswith("import ")]
     assert imports == [f"demo.modalities.{name}" for name in expected]
 
@@ -120,9 +149,8 @@ def test_spec_strings_land_escaped(project):
 @pytest.mark.slow
 def test_generated_tests_pass_offline(project):
     tests = sorted(str(p.relative_to(project)) for p in (project / "tests").glob("test_*.py"))
-    assert len(tests) == len(builtin_specs()) + 3  # + eeg, depth_map, the scaffold's own
+    assert len(tests) == len(builtin_specs()) + 4  # + 3 unshipped specs, the scaffold's own
     result = run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *tests], project)
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
     summary = result.stdout.strip().splitlines()[-1]
     assert " passed" in summary and "failed" not in summary and "skipped" not in summary
-    textwrap.dedent(summary)  # keep the summary readable in -rA output

@@ -27,6 +27,8 @@ _TEMPLATE_NAMES = {
     "LinearProjector",
     "MLPProjector",
     "SignalPreprocessor",
+    "RawAudioLoader",
+    "RawImageLoader",
     "TokenDownsample",
     "Path",
     "np",
