@@ -59,6 +59,8 @@ def test_one_training_step_through_the_runtime(generated, tmp_path):
             "gen_ecg": gen_ecg.GenEcgProcessor(ecg_config),
         },
     )
+    # raw-audio takes its rate from the generated processor's feature_extractor, as it should
+    assert processor.loaders["gen_audio"].sampling_rate == 16000
     torch.manual_seed(0)
     model = MultimodalModel(
         language_model=tiny_llm(),
