@@ -236,3 +236,10 @@ def test_readme_generated_file_is_the_golden_one():
     golden = Path(__file__).parent / "golden/audio/demo/modalities/audio/modality.py.golden"
     body = shown.split("...\n\n", 1)[1]
     assert golden.read_text().endswith(body)
+
+
+def test_project_is_found_from_a_subfolder(project, monkeypatch):
+    monkeypatch.chdir(project / "demo" / "modalities")
+    result = invoke("new-modality", "ecg")
+    assert result.exit_code == 0, result.output
+    assert (project / "tests" / "test_ecg.py").is_file()

@@ -24,7 +24,8 @@ def new_modality(
     project: Annotated[
         Path | None,
         typer.Option(
-            "--project", help="Project made by `mmgen init` (default: the current folder)."
+            "--project",
+            help="Project made by `mmgen init` (default: the one around the current folder).",
         ),
     ] = None,
     out: Annotated[
@@ -37,7 +38,7 @@ def new_modality(
     """Generate a modality from a YAML spec into a project (or a plain folder)."""
     from mmgen.codegen.catalog import resolve
     from mmgen.codegen.generate import plan_modality, spec_label
-    from mmgen.codegen.project import out_target, project_target
+    from mmgen.codegen.project import find_project, out_target, project_target
 
     if project is not None and out is not None:
         raise MmgenError("give either --project or --out, not both")
@@ -46,7 +47,7 @@ def new_modality(
         target = out_target(out.resolve())
         _check_shadowing(modality.names.snake, target.root)
     else:
-        target = project_target((project or Path.cwd()).resolve())
+        target = project_target(project.resolve() if project else find_project(Path.cwd()))
     plan = plan_modality(modality, target, label=spec_label(modality, builtin), force=force)
     if show_and_apply(plan, dry_run=dry_run, what=modality.names.snake):
         test = target.tests_dir / f"test_{modality.names.snake}.py"

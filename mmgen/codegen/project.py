@@ -82,6 +82,18 @@ def project_target(directory: Path) -> Target:
     )
 
 
+def find_project(start: Path) -> Path:
+    """The nearest folder at or above ``start`` whose pyproject.toml has ``[tool.mmgen]`` (so
+    `mmgen new-modality` works from anywhere inside a project); ``start`` when there is none,
+    which then fails in ``project_target`` with the reason.
+    """
+    for folder in (start, *start.parents):
+        pyproject = folder / "pyproject.toml"
+        if pyproject.is_file() and "[tool.mmgen]" in pyproject.read_text(errors="replace"):
+            return folder
+    return start
+
+
 def out_target(directory: Path) -> Target:
     """A plain folder: ``DIR/<name>/`` (importable as ``<name>``) and ``DIR/test_<name>.py``."""
     return Target(root=directory, modalities_dir=directory, package="", tests_dir=directory)
