@@ -110,7 +110,8 @@ int unit_bytes(int64_t row_bytes, const std::vector<int64_t>& addresses) {
 }
 
 int threads_for(int64_t units) {
-  return static_cast<int>(std::min<int64_t>(kMaxThreads, std::max<int64_t>(32, (units + 31) / 32 * 32)));
+  const int64_t warps = std::max<int64_t>(32, (units + 31) / 32 * 32);
+  return static_cast<int>(std::min<int64_t>(kMaxThreads, warps));
 }
 
 // Launches kernel<unit_t> with the unit chosen at run time.
@@ -150,7 +151,8 @@ struct LaunchMerge {
   static void run(const at::Tensor& ids, const Classified& c, const Sources& s, at::Tensor& out,
                   int64_t row_bytes, cudaStream_t stream) {
     const int64_t units = row_bytes / static_cast<int64_t>(sizeof(unit_t));
-    merge_rows_kernel<unit_t><<<static_cast<unsigned>(ids.numel()), threads_for(units), 0, stream>>>(
+    const auto blocks = static_cast<unsigned>(ids.numel());  // one block per output row
+    merge_rows_kernel<unit_t><<<blocks, threads_for(units), 0, stream>>>(
         ids.const_data_ptr<int64_t>(), c.slot.const_data_ptr<int32_t>(),
         c.cum.const_data_ptr<int64_t>(), s, static_cast<char*>(out.data_ptr()), units);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
@@ -162,7 +164,8 @@ struct LaunchGather {
   static void run(const Classified& c, const Sources& s, const FeatureGrads& dst,
                   const at::Tensor& grad, int64_t row_bytes, cudaStream_t stream) {
     const int64_t units = row_bytes / static_cast<int64_t>(sizeof(unit_t));
-    gather_grads_kernel<unit_t><<<static_cast<unsigned>(grad.size(0)), threads_for(units), 0, stream>>>(
+    const auto blocks = static_cast<unsigned>(grad.size(0));  // one block per position
+    gather_grads_kernel<unit_t><<<blocks, threads_for(units), 0, stream>>>(
         c.slot.const_data_ptr<int32_t>(), c.cum.const_data_ptr<int64_t>(), s, dst,
         static_cast<const char*>(grad.const_data_ptr()), grad.stride(0) * grad.element_size(),
         units);
@@ -248,7 +251,8 @@ std::tuple<at::Tensor, std::vector<at::Tensor>> packed_merge_backward_cuda(
     const at::Tensor& order = std::get<1>(sorted_keys);
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad.scalar_type(),
                                     "packed_merge_backward_cuda", [&] {
-      table_grad_kernel<scalar_t><<<static_cast<unsigned>(ids.numel()), threads_for(hidden), 0, stream>>>(
+      const auto blocks = static_cast<unsigned>(ids.numel());  // most exit at once
+      table_grad_kernel<scalar_t><<<blocks, threads_for(hidden), 0, stream>>>(
           sorted.const_data_ptr<int64_t>(), order.const_data_ptr<int64_t>(), ids.numel(),
           vocab_size, grad.const_data_ptr<scalar_t>(), grad.stride(0), table.data_ptr<scalar_t>(),
           hidden);
