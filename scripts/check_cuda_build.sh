@@ -48,7 +48,7 @@ echo "check_cuda_build: building in $WORK with CUDA_HOME=$CUDA_HOME"
 (cd "$WORK" && PATH="$VENV/bin:$PATH" MMGEN_CUDA=1 "$VENV/bin/python" setup.py build_ext --inplace \
     >build.log 2>&1) || { tail -n 60 "$WORK/build.log" >&2; echo "check_cuda_build: build FAILED" >&2; exit 1; }
 # warnings in our own sources (torch's headers have their own)
-grep -E "^(/[^ ]*)?csrc/[^ ]*:[0-9]+:[0-9]*:? ?(warning|remark)" "$WORK/build.log" >&2 || true
+grep -E "csrc/[^ ]*(:|\()[0-9]+.*(warning|remark)" "$WORK/build.log" >&2 || true
 
 (cd "$WORK" && "$VENV/bin/python" - <<'EOF'
 import json
