@@ -27,9 +27,10 @@ namespace mmgen {
 namespace merge {
 namespace {
 
-// Rows per parallel chunk: about 256 KiB, enough to amortise the task start.
+// Rows per parallel chunk: about 1 MiB. Waking a second thread costs more than copying less than
+// that, above all on a busy machine where the woken thread may wait for a core.
 int64_t grain_rows(int64_t row_bytes) {
-  return std::max<int64_t>(1, (int64_t{256} << 10) / std::max<int64_t>(1, row_bytes));
+  return std::max<int64_t>(1, (int64_t{1} << 20) / std::max<int64_t>(1, row_bytes));
 }
 
 // A fresh output of hundreds of MB costs more in 4 KiB page faults than in copying (measured
