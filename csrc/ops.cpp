@@ -37,4 +37,17 @@ TORCH_LIBRARY(mmgen, m) {
       "-> (Tensor, Tensor[])");
 
   // --- variable-length batching (issue: varlen) ---
+  // Pack index (0..P-1) of every sample: each pack's lengths sum to <= capacity and, with items,
+  // its items to <= max_items. strategy: "bfd" | "ffd" | "sequential". CPU only (host planning).
+  m.def(
+      "plan_packs(Tensor lengths, int capacity, str strategy=\"bfd\", Tensor? items=None, "
+      "int? max_items=None) -> Tensor");
+  // lengths (N,) int64 -> cu_seqlens (N+1,) int32, position_ids (T,) int64, seq_idx (T,) int32,
+  // max_seqlen (a host int: flash-attention and pad_varlen size their work with it).
+  m.def("varlen_metadata(Tensor lengths) -> (Tensor, Tensor, Tensor, SymInt)");
+  // (T, ...) -> (N, max_seqlen, ...), `value` in the padding; unpad_varlen is its inverse.
+  m.def("pad_varlen(Tensor x, Tensor cu_seqlens, SymInt max_seqlen, Scalar value=0) -> Tensor");
+  m.def("unpad_varlen(Tensor x, Tensor lengths) -> Tensor");
+  // (1, 1, T, T) additive mask: 0 where key <= query within one sequence, dtype's lowest elsewhere.
+  m.def("block_diagonal_causal_mask(Tensor cu_seqlens, ScalarType? dtype=None) -> Tensor");
 }

@@ -14,6 +14,7 @@ for it runs on mmgen with only its imports changed:
 from __future__ import annotations
 
 import functools
+import os
 from abc import ABC, abstractmethod
 from typing import Any
 
@@ -47,7 +48,9 @@ class BaseModalityConfig(PretrainedConfig):
         hidden_size: width of the projected embeddings, i.e. the LLM's hidden size.
         max_batch_size: most modality items the encoder sees in one forward call.
         modality_type: the kind of data (``"image"``, ``"audio"``, ...); the loader default.
-        **kwargs: any JSON-serialisable fields, kept on the config.
+        **kwargs: any JSON-serialisable fields, kept on the config. ``loader`` names the
+            registered loader for this modality's dataset entries (default
+            ``f"raw-{modality_type}"``).
     """
 
     model_type = "mmgen_modality"
@@ -64,7 +67,13 @@ class BaseModalityConfig(PretrainedConfig):
         self.hidden_size = hidden_size
         self.max_batch_size = max_batch_size
         self.modality_type = modality_type
+        self.loader = kwargs.pop("loader", None)
         super().__init__(**kwargs)
+
+    @property
+    def loader_name(self) -> str:
+        """The registered loader for this modality's entries."""
+        return self.loader or f"raw-{self.modality_type}"
 
 
 class BaseModalityProcessor(ABC):
@@ -113,6 +122,49 @@ class BaseModality(PreTrainedModel):
     @abstractmethod
     def forward(self, inputs: list[torch.Tensor]) -> torch.Tensor | list[torch.Tensor]:
         """Encode and project ``inputs``; see the class docstring for the shapes."""
+
+    def save_pretrained(
+        self,
+        save_directory: str | os.PathLike,
+        *,
+        state_dict: dict[str, torch.Tensor] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """Save config, weights and the non-weight files of every local directory the config
+        names (see ``mmgen.checkpoint``), so the checkpoint loads after those are gone.
+        transformers' options (``safe_serialization``, ``max_shard_size``, ...) are accepted and
+        ignored: a modality is always one safetensors file.
+        """
+        from mmgen.checkpoint import save_modality
+
+        save_modality(self, save_directory, state_dict)
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        pretrained_model_name_or_path: str | os.PathLike,
+        *args: Any,
+        config: BaseModalityConfig | None = None,
+        dtype: torch.dtype | str | None = None,
+        device_map: torch.device | str | None = None,
+        **kwargs: Any,
+    ) -> BaseModality:
+        """Load a modality written by ``save_pretrained``: built eagerly (its ``__init__`` may load
+        an encoder with ``from_pretrained``, which transformers' meta-device loading breaks), then
+        every weight loaded strictly. Called on ``BaseModality`` itself, the class comes from the
+        config's registered ``model_type``.
+        """
+        from mmgen.checkpoint import load_modality
+
+        if cls is BaseModality:
+            from mmgen.registry import AutoModality
+
+            return AutoModality.from_pretrained(pretrained_model_name_or_path, dtype=dtype)
+        if config is not None and not isinstance(config, cls.config_class):
+            raise TypeError(f"config must be a {cls.config_class.__name__}, got {type(config)}")
+        return load_modality(
+            cls, pretrained_model_name_or_path, config=config, dtype=dtype, device=device_map
+        )
 
     def _projector_parameters(self) -> list[torch.nn.Parameter]:
         projector = getattr(self, "projector", None)

@@ -5,6 +5,9 @@ also registered with transformers' ``AutoConfig`` / ``AutoModel``).
 from __future__ import annotations
 
 import difflib
+import json
+import os
+from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 from transformers import AutoConfig, AutoModel
@@ -29,22 +32,32 @@ class AutoModalityLoader:
     """``@AutoModalityLoader.register("raw-image")`` on a loader class; ``from_name`` builds one."""
 
     _registry: ClassVar[dict[str, type[BaseModalityLoader]]] = {}
+    # mmgen's own loaders (raw-image, raw-audio): user code registering the same name (as the
+    # MultiMeditron walkthrough does with "raw-image") takes it over, whatever the import order
+    _builtin: ClassVar[set[str]] = set()
 
     def __init__(self) -> None:
         raise TypeError("use AutoModalityLoader.from_name(name)")
 
     @classmethod
-    def register(cls, name: str):
+    def register(cls, name: str, *, builtin: bool = False):
         def decorator(loader_cls: type[T]) -> type[T]:
             if not (isinstance(loader_cls, type) and issubclass(loader_cls, BaseModalityLoader)):
                 raise TypeError(f"{loader_cls!r} must subclass BaseModalityLoader")
             existing = cls._registry.get(name)
+            if builtin and existing is not None and name not in cls._builtin:
+                return loader_cls  # a user loader already has the name: it stays
+            if name in cls._builtin and not builtin:
+                existing = None
+                cls._builtin.discard(name)
             if existing is not None and not _same_class(existing, loader_cls):
                 raise ValueError(
                     f"loader name {name!r} is already registered by {existing.__qualname__}"
                 )
             loader_cls.name = name
             cls._registry[name] = loader_cls
+            if builtin:
+                cls._builtin.add(name)
             return loader_cls
 
         return decorator
@@ -123,8 +136,14 @@ class AutoModality:
         return cls.get(config.model_type)(config, **kwargs)
 
     @classmethod
-    def from_pretrained(cls, path: str, **kwargs: Any) -> BaseModality:
-        model = AutoModel.from_pretrained(path, **kwargs)
-        if not isinstance(model, BaseModality):
-            raise TypeError(f"{path} holds a {type(model).__name__}, not a registered modality")
-        return model
+    def from_pretrained(cls, path: str | os.PathLike, **kwargs: Any) -> BaseModality:
+        """Load a modality saved with ``save_pretrained``; its class comes from the registered
+        ``model_type`` in ``path/config.json``.
+        """
+        config_file = Path(path) / "config.json"
+        if not config_file.is_file():
+            raise FileNotFoundError(f"{path} has no config.json: not a saved modality")
+        model_type = json.loads(config_file.read_text()).get("model_type")
+        if model_type not in cls._registry:
+            raise _unknown("modality", str(model_type), cls._registry)
+        return cls._registry[model_type].from_pretrained(path, **kwargs)

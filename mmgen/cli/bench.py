@@ -40,3 +40,25 @@ def merge(
         given or fallback for given, fallback in zip((tokens, hidden, vocab), default, strict=True)
     )
     typer.echo(run(tokens=t, hidden=h, vocab=v, threads=threads, dtypes=dtypes, as_json=as_json))
+
+
+# --- pack (token-budget packing, issue: varlen) ---
+@app.command("pack")
+def pack(
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
+    small: bool = typer.Option(False, "--small", help="20,000 samples instead of 1,000,000."),
+    num_samples: int | None = typer.Option(
+        None, "-n", "--num-samples", min=1, help="Samples per length distribution (default 1M)."
+    ),
+    capacity: int | None = typer.Option(
+        None,
+        "--capacity",
+        min=1,
+        help="Tokens per pack for both distributions (default 2048 for gamma, 8192 lognormal).",
+    ),
+) -> None:
+    """plan_packs vs pad-to-longest, next fit, Python bisect BFD and TRL; packed metadata."""
+    from mmgen.bench.pack import run
+
+    n = num_samples or (20_000 if small else 1_000_000)
+    typer.echo(run(num_samples=n, capacity=capacity, as_json=as_json))

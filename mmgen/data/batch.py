@@ -1,6 +1,7 @@
 """The batch contract between the data side (collators) and ``MultimodalModel.forward``.
 
-Packed layout (what the packed collator yields; one pack = several samples laid end to end):
+Packed layout (what ``mmgen.data.collator.PackedCollator`` yields; one pack = several samples
+laid end to end):
 
     input_ids     int64 (T,)   token ids; every position of a modality item holds that
                                modality's placeholder id (``num_embeddings`` positions per item)
@@ -10,11 +11,13 @@ Packed layout (what the packed collator yields; one pack = several samples laid 
     position_ids  int64 (T,)   restart at 0 for every sample
     cu_seqlens    int32 (N+1,) sample boundaries, starting at 0 and ending at T
     max_seqlen    int          longest sample in the pack (a host int, never a tensor)
-    modalities    {name: ModalityBatch}  keyed by modality name (the dataset's "type")
+    modalities    {name: ModalityBatch}  keyed by modality name (the dataset's "type"); a
+                               modality with no item in the batch is absent
     sample_ids    list[str]    dataset ids of the N samples, for error messages
 
-Padded layout (the baseline, HF-style): ``input_ids``/``labels`` are (B, S) with an
-``attention_mask`` (B, S) instead of ``cu_seqlens``/``max_seqlen``/``position_ids``.
+Padded layout (the baseline, HF-style, ``PaddedCollator``): ``input_ids``/``labels`` are (B, S),
+right-padded (pad id in ``input_ids``, -100 in ``labels``), with an ``attention_mask`` (B, S) of
+1/0 instead of ``cu_seqlens``/``max_seqlen``/``position_ids``; ``sample_index`` is the row.
 
 The i-th placeholder run of a modality in row-major token order takes ``values[i]``; the model
 checks that its encoder produced exactly ``num_embeddings[i]`` rows for it.

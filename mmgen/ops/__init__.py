@@ -11,4 +11,22 @@ _load()
 # --- fused embedding merge ---
 from mmgen.ops.merge import packed_merge  # noqa: E402  (needs the ops loaded above)
 
-__all__ = ["packed_merge"]
+# --- variable-length batching ---
+from mmgen.ops.varlen import (  # noqa: E402  (needs the ops loaded above)
+    VarlenMetadata,
+    block_diagonal_causal_mask,
+    pad_varlen,
+    plan_packs,
+    unpad_varlen,
+    varlen_metadata,
+)
+
+__all__ = [
+    "VarlenMetadata",
+    "block_diagonal_causal_mask",
+    "packed_merge",
+    "pad_varlen",
+    "plan_packs",
+    "unpad_varlen",
+    "varlen_metadata",
+]

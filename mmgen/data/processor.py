@@ -1,0 +1,364 @@
+"""``MultimodalProcessor``: one dataset sample -> token ids, labels and processed modality items.
+
+    processor = MultimodalProcessor(tokenizer, {"image": ImageProcessor(config)})
+    sample = processor({"id": "x", "conversations": [...], "modalities": [...]})
+    sample.input_ids, sample.labels, sample.items      # see mmgen.data.sample.ProcessedSample
+
+Steps: read the row (``mmgen.data.rows``), render it to segments (the chat template or the plain
+format, ``mmgen.data.chat``), find placeholders by string, tokenize the text between them, and
+expand the i-th placeholder of a modality into ``num_embeddings`` copies of its placeholder id,
+taking the i-th entry of that modality (loaded by its loader, then processed).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+
+import mmgen.loaders  # noqa: F401  (registers raw-image and raw-audio)
+from mmgen.constants import (
+    MODALITIES_KEY,
+    MODALITY_VALUE_KEY,
+    NUM_EMBEDDINGS_KEY,
+    default_placeholder_id,
+    default_placeholder_token,
+)
+from mmgen.data.chat import ASSISTANT, Segment, plain_segments, template_segments
+from mmgen.data.rows import Entry, Row, parse_row
+from mmgen.data.sample import IGNORE_INDEX, ModalityItem, ProcessedSample
+from mmgen.data.skips import SkipLog
+from mmgen.errors import ConfigError, DataError
+from mmgen.loaders._source import resolve_paths
+from mmgen.modality import BaseModalityLoader, BaseModalityProcessor
+from mmgen.registry import AutoModalityLoader
+
+logger = logging.getLogger("mmgen.data")
+
+# errors a loader or processor raises for bad data (anything else is a bug and keeps its type)
+_DATA_ERRORS = (DataError, OSError, ValueError)
+
+
+class MultimodalProcessor:
+    """Turns dataset samples into ``ProcessedSample``s for one tokenizer and set of modalities.
+
+    Args:
+        tokenizer: a transformers tokenizer. Its chat template is used when it has one.
+        processors: modality name (the dataset's ``"type"``) -> its ``BaseModalityProcessor``.
+        loaders: name -> loader or registered loader name. Default:
+            ``processor.config.loader`` if set, else ``"raw-<config.modality_type>"``. Options a
+            loader lists in ``processor_options`` (e.g. raw-audio's ``sampling_rate``) are taken
+            from the processor, its config or its ``feature_extractor`` when the loader has none.
+        placeholder_tokens: name -> the text that marks an item (default ``"<name>"``).
+        placeholder_ids: name -> the id its positions hold (default ``-1000 - k`` for the k-th
+            modality). Never a tokenizer id, so the vocabulary is not resized.
+        max_length: most tokens per sample (``None``: no limit).
+        truncation: ``"shorten"`` cuts a longer sample at a modality-instance boundary;
+            ``"error"`` rejects it with a ``DataError``.
+        on_error: ``"raise"`` a ``DataError`` for a bad sample, or ``"skip"`` it: ``__call__``
+            returns ``None`` and counts it in ``self.skipped``.
+        chat_template: ``"auto"`` (the tokenizer's template, else the plain format), ``"plain"``
+            (always the plain format, see ``mmgen.data.chat.plain_segments``) or a Jinja template.
+    """
+
+    def __init__(
+        self,
+        tokenizer: Any,
+        processors: Mapping[str, BaseModalityProcessor],
+        *,
+        loaders: Mapping[str, str | BaseModalityLoader] | None = None,
+        placeholder_tokens: Mapping[str, str] | None = None,
+        placeholder_ids: Mapping[str, int] | None = None,
+        max_length: int | None = None,
+        truncation: Literal["shorten", "error"] = "shorten",
+        on_error: Literal["raise", "skip"] = "raise",
+        chat_template: str = "auto",
+    ) -> None:
+        if not processors:
+            raise ConfigError("MultimodalProcessor needs at least one modality processor")
+        for name, processor in processors.items():
+            if not isinstance(processor, BaseModalityProcessor):
+                raise TypeError(f"processors[{name!r}] must be a BaseModalityProcessor")
+        self.tokenizer = tokenizer
+        self.processors = dict(processors)
+        self.names = list(self.processors)
+        for option, given in (("loaders", loaders), ("placeholder_tokens", placeholder_tokens),
+                              ("placeholder_ids", placeholder_ids)):  # fmt: skip
+            unknown = set(given or {}) - set(self.names)
+            if unknown:
+                raise ConfigError(f"{option} names unknown modalities {sorted(unknown)}")
+        loaders, tokens, ids = loaders or {}, placeholder_tokens or {}, placeholder_ids or {}
+        self.loaders = {n: self._loader(n, loaders.get(n)) for n in self.names}
+        self.placeholder_tokens = {
+            n: tokens.get(n) or default_placeholder_token(n) for n in self.names
+        }
+        self.placeholder_ids = {
+            n: int(ids.get(n, default_placeholder_id(k))) for k, n in enumerate(self.names)
+        }
+        self._check_placeholders()
+        by_length = sorted(self.placeholder_tokens.values(), key=len, reverse=True)
+        self._pattern = re.compile("|".join(re.escape(token) for token in by_length))
+        self._name_of = {token: name for name, token in self.placeholder_tokens.items()}
+        if max_length is not None and max_length < 1:
+            raise ConfigError(f"max_length must be >= 1, got {max_length}")
+        if truncation not in ("shorten", "error"):
+            raise ConfigError(f"truncation must be 'shorten' or 'error', got {truncation!r}")
+        if on_error not in ("raise", "skip"):
+            raise ConfigError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+        self.max_length, self.truncation, self.on_error = max_length, truncation, on_error
+        self.chat_template = chat_template
+        self.template = self._template(chat_template)
+        self.skipped = SkipLog()
+        self._boundaries_checked = False
+
+    # -- public --------------------------------------------------------------------------------
+
+    def __call__(self, sample: Mapping[str, Any], **kwargs: Any) -> ProcessedSample | None:
+        """``process`` honouring ``on_error``: a skipped sample returns ``None``."""
+        try:
+            return self.process(sample, **kwargs)
+        except DataError as error:
+            if self.on_error == "raise":
+                raise
+            self.skipped.add("bad sample", error)
+            return None
+
+    def process(
+        self,
+        sample: Mapping[str, Any],
+        *,
+        origin: str | None = None,
+        base_dir: str | Path | None = None,
+        generation: bool = False,
+    ) -> ProcessedSample:
+        """Process one dataset row; raises ``DataError`` for a bad one.
+
+        Args:
+            origin: where the row came from (``"train.jsonl:7"``), for error messages and as
+                the id of a row without ``"id"``.
+            base_dir: folder that relative modality paths are relative to (the dataset's).
+            generation: render a prompt for the model to answer (template's generation prompt,
+                no end-of-text for ``text`` rows); every label is ``-100``. A final assistant
+                turn is left out (it is the reference answer of an evaluation row).
+        """
+        row = parse_row(sample, names=self.names, origin=origin)
+        if generation and row.turns and row.turns[-1].role == ASSISTANT:
+            row = replace(row, turns=row.turns[:-1])
+        segments = self._segments(row, generation)
+        pieces = self._pieces(segments)
+        self._check_counts(row, pieces)
+        texts = [piece for piece, _ in pieces if isinstance(piece, str)]
+        encoded = iter(self._tokenize(texts))
+        entries = {n: iter([e for e in row.modalities if e.modality == n]) for n in self.names}
+        base = Path(base_dir) if base_dir is not None else None
+        ids: list[int] = []
+        labels: list[int] = []
+        items: list[ModalityItem] = []
+        for piece, trainable in pieces:
+            if isinstance(piece, str):
+                tokens = list(next(encoded))
+                ids += tokens
+                labels += tokens if trainable and not generation else [IGNORE_INDEX] * len(tokens)
+                continue
+            item = self._item(row, next(entries[piece.name]), base, start=len(ids))
+            ids += [self.placeholder_ids[item.modality]] * item.num_embeddings
+            labels += [IGNORE_INDEX] * item.num_embeddings
+            items.append(item)
+        if not self._boundaries_checked and not items and row.turns is not None:
+            self._check_boundaries(segments, ids)
+        result = ProcessedSample(
+            id=row.id,
+            input_ids=torch.tensor(ids, dtype=torch.long),
+            labels=torch.tensor(labels, dtype=torch.long),
+            items=items,
+        )
+        return self._fit(result, row)
+
+    def _tokenize(self, texts: list[str]) -> list[list[int]]:
+        # one batched call per sample: fast tokenizers encode the pieces in parallel
+        return self.tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []
+
+    @property
+    def pad_token_id(self) -> int:
+        """The id padded layouts fill with: the tokenizer's pad, else its eos, else 0."""
+        for name in ("pad_token_id", "eos_token_id"):
+            value = getattr(self.tokenizer, name, None)
+            if value is not None:
+                return int(value)
+        return 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON-serialisable options (with the tokenizer and processors, rebuilds ``self``)."""
+        return {
+            "loaders": {name: loader.name for name, loader in self.loaders.items()},
+            "placeholder_tokens": dict(self.placeholder_tokens),
+            "placeholder_ids": dict(self.placeholder_ids),
+            "max_length": self.max_length,
+            "truncation": self.truncation,
+            "on_error": self.on_error,
+            "chat_template": self.chat_template,
+        }
+
+    # -- construction --------------------------------------------------------------------------
+
+    def _loader(self, name: str, given: str | BaseModalityLoader | None) -> BaseModalityLoader:
+        processor = self.processors[name]
+        if isinstance(given, BaseModalityLoader):
+            loader = given
+        else:
+            if given is None:
+                config = getattr(processor, "config", None)
+                given = getattr(config, "loader", None)
+                kind = getattr(config, "modality_type", None)
+                if given is None and kind is None:
+                    raise ConfigError(
+                        f"modality {name!r}: its processor's config has no modality_type or"
+                        f" loader; pass loaders={{{name!r}: 'raw-...'}}"
+                    )
+                given = given or f"raw-{kind}"
+            try:
+                loader = AutoModalityLoader.from_name(given)
+            except KeyError as exc:
+                raise ConfigError(f"modality {name!r}: {exc.args[0]}") from None
+        for option in getattr(loader, "processor_options", ()):
+            if getattr(loader, option, None) is None:
+                value = _processor_option(processor, option)
+                if value is not None:
+                    setattr(loader, option, value)
+                    loader.options[option] = value
+        return loader
+
+    def _check_placeholders(self) -> None:
+        tokens, ids = list(self.placeholder_tokens.values()), list(self.placeholder_ids.values())
+        if len(set(tokens)) != len(tokens) or len(set(ids)) != len(ids):
+            raise ConfigError(f"placeholders must differ per modality: {self.placeholder_tokens}"
+                              f" -> {self.placeholder_ids}")  # fmt: skip
+        vocab = len(self.tokenizer)
+        for name, pid in self.placeholder_ids.items():
+            if 0 <= pid < vocab:
+                raise ConfigError(
+                    f"placeholder id {pid} of {name!r} is a tokenizer id (vocabulary size"
+                    f" {vocab}); placeholder ids must lie outside the vocabulary (e.g. negative)"
+                )
+
+    def _template(self, chat_template: str) -> str | None:
+        if chat_template == "plain":
+            return None
+        if chat_template == "auto":
+            has = getattr(self.tokenizer, "chat_template", None)
+            return self.tokenizer.get_chat_template() if has else None
+        if "{" not in chat_template:
+            raise ConfigError("chat_template must be 'auto', 'plain' or a Jinja template")
+        return chat_template
+
+    # -- per sample ----------------------------------------------------------------------------
+
+    def _segments(self, row: Row, generation: bool) -> list[Segment]:
+        tok = self.tokenizer
+        if row.turns is None:  # a plain text row: every text token is learnt
+            eos = None if generation else tok.eos_token
+            parts = [Segment(tok.bos_token, False)] if tok.bos_token else []
+            return [*parts, Segment(row.text, True)] + ([Segment(eos, True)] if eos else [])
+        if self.template is None:
+            return plain_segments(
+                row.turns, bos=tok.bos_token, eos=tok.eos_token or tok.sep_token,
+                generation=generation,
+            )  # fmt: skip
+        return template_segments(tok, self.template, row.turns, generation=generation)
+
+    def _pieces(self, segments: list[Segment]) -> list[tuple[str | _Placeholder, bool]]:
+        """Split segments at placeholders: text pieces and ``_Placeholder`` markers, in order."""
+        pieces: list[tuple[str | _Placeholder, bool]] = []
+        for segment in segments:
+            cursor = 0
+            for match in self._pattern.finditer(segment.text):
+                if match.start() > cursor:
+                    pieces.append((segment.text[cursor : match.start()], segment.trainable))
+                pieces.append((_Placeholder(self._name_of[match.group()]), False))
+                cursor = match.end()
+            if cursor < len(segment.text):
+                pieces.append((segment.text[cursor:], segment.trainable))
+        return pieces
+
+    def _check_counts(self, row: Row, pieces: list[tuple[str | _Placeholder, bool]]) -> None:
+        found = Counter(p.name for p, _ in pieces if isinstance(p, _Placeholder))
+        given = Counter(entry.modality for entry in row.modalities)
+        for name in self.names:
+            if found[name] != given[name]:
+                fields = {e.field.split("[")[0] for e in row.modalities if e.modality == name}
+                listed = ", ".join(sorted(fields)) or MODALITIES_KEY
+                raise DataError(
+                    f"{row.where}: field {row.text_field} has {found[name]}"
+                    f" {self.placeholder_tokens[name]} placeholder(s) but {listed} has"
+                    f" {given[name]} {name!r} entr{'y' if given[name] == 1 else 'ies'}"
+                )
+
+    def _item(self, row: Row, entry: Entry, base: Path | None, start: int) -> ModalityItem:
+        name = entry.modality
+        data = resolve_paths(entry.data, base)
+        try:
+            raw = self.loaders[name](data)
+            out = self.processors[name].process({**data, MODALITY_VALUE_KEY: raw})
+        except _DATA_ERRORS as exc:
+            raise DataError(f"{row.where}: field {entry.field} ({name}): {exc}") from exc
+        if not isinstance(out, Mapping) or MODALITY_VALUE_KEY not in out:
+            raise TypeError(
+                f"{type(self.processors[name]).__name__}.process must return a dict with"
+                f" {MODALITY_VALUE_KEY!r} and {NUM_EMBEDDINGS_KEY!r}"
+            )
+        count = out.get(NUM_EMBEDDINGS_KEY)
+        if isinstance(count, torch.Tensor):
+            count = count.item()
+        if not isinstance(count, int) or isinstance(count, bool):
+            raise TypeError(f"{NUM_EMBEDDINGS_KEY} of {name!r} must be an int, got {count!r}")
+        if count < 1:
+            raise DataError(f"{row.where}: field {entry.field} ({name}): {count} embeddings")
+        return ModalityItem(name, out[MODALITY_VALUE_KEY], count, start)
+
+    def _check_boundaries(self, segments: list[Segment], ids: list[int]) -> None:
+        """Once, on the first conversation without modalities: tokens made per segment should be
+        those of the whole rendered text, or training sees other tokens than generation does."""
+        self._boundaries_checked = True
+        whole = self._tokenize(["".join(segment.text for segment in segments)])[0]
+        if list(whole) != ids:
+            pairs = enumerate(zip(whole, ids, strict=False))  # lengths may differ
+            at = next((i for i, (a, b) in pairs if a != b), min(len(whole), len(ids)))
+            logger.warning(
+                "the chat format splits a token at a turn boundary (first difference at token"
+                " %d): training tokens differ from those of the rendered conversation; a template"
+                " whose turns end in special tokens avoids this",
+                at,
+            )
+
+    def _fit(self, sample: ProcessedSample, row: Row) -> ProcessedSample:
+        if sample.length == 0:
+            raise DataError(f"{row.where}: has no tokens")
+        if self.max_length is None or sample.length <= self.max_length:
+            return sample
+        if self.truncation == "error":
+            raise DataError(
+                f"{row.where}: {sample.length} tokens, more than max_length={self.max_length}"
+            )
+        return sample.truncate(self.max_length)
+
+
+class _Placeholder:
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+
+def _processor_option(processor: BaseModalityProcessor, option: str) -> Any:
+    for owner in (processor, getattr(processor, "config", None),
+                  getattr(processor, "feature_extractor", None)):  # fmt: skip
+        value = getattr(owner, option, None) if owner is not None else None
+        if value is not None:
+            return value
+    return None

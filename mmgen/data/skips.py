@@ -1,0 +1,38 @@
+"""``SkipLog``: what ``on_error="skip"`` left out, counted by reason, for the end-of-scan report."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+
+logger = logging.getLogger("mmgen.data")
+
+
+class SkipLog:
+    """Counts skipped samples by reason and keeps the first few messages."""
+
+    def __init__(self, keep: int = 3) -> None:
+        self.reasons: Counter[str] = Counter()
+        self.examples: list[str] = []
+        self._keep = keep
+
+    def add(self, reason: str, error: BaseException | str) -> None:
+        self.reasons[reason] += 1
+        if len(self.examples) < self._keep:
+            self.examples.append(str(error))
+        logger.debug("skipped (%s): %s", reason, error)
+
+    @property
+    def count(self) -> int:
+        return sum(self.reasons.values())
+
+    def __len__(self) -> int:
+        return self.count
+
+    def report(self, total: int | None = None) -> str:
+        """One line: ``skipped 3 of 120 samples (2 bad sample, 1 malformed line); first: ...``."""
+        if not self.count:
+            return "skipped 0 samples"
+        of = f" of {total}" if total is not None else ""
+        reasons = ", ".join(f"{n} {reason}" for reason, n in sorted(self.reasons.items()))
+        return f"skipped {self.count}{of} samples ({reasons}); first: {self.examples[0]}"

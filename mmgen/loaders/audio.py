@@ -1,0 +1,64 @@
+"""``raw-audio``: the model-agnostic audio loader (soundfile decode, soxr resampling)."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+import soundfile
+import soxr
+
+from mmgen.errors import DataError
+from mmgen.loaders._source import classify
+from mmgen.modality import BaseModalityLoader
+from mmgen.registry import AutoModalityLoader
+
+
+def _read(handle) -> tuple[np.ndarray, int]:
+    # always_2d: (frames, channels) for mono and multichannel alike
+    return soundfile.read(handle, dtype="float32", always_2d=True)
+
+
+@AutoModalityLoader.register("raw-audio", builtin=True)
+class RawAudioLoader(BaseModalityLoader):
+    """Loads audio from bytes, a path (any format libsndfile reads: wav, flac, ogg, mp3) or an
+    array, and returns a mono float32 waveform ``(samples,)`` at ``sampling_rate``.
+
+    Args:
+        sampling_rate: the rate to resample to. ``MultimodalProcessor`` fills it from the modality
+            processor (see ``processor_options``); ``None`` keeps each file's own rate.
+        mono: average the channels (otherwise the waveform is ``(channels, samples)``).
+
+    An array value without a rate (``{"array": a, "sampling_rate": sr}`` or an entry-level
+    ``sampling_rate``) is taken to be at ``sampling_rate`` already.
+    """
+
+    #: options MultimodalProcessor takes from the modality processor when not given explicitly
+    processor_options: ClassVar[tuple[str, ...]] = ("sampling_rate",)
+
+    def __init__(self, sampling_rate: int | None = None, mono: bool = True, **options: Any):
+        super().__init__(sampling_rate=sampling_rate, mono=mono, **options)
+        self.sampling_rate = sampling_rate
+        self.mono = mono
+
+    def load(self, sample: dict[str, Any]) -> np.ndarray:
+        source = classify(sample)
+        if source.kind in ("bytes", "path"):
+            errors = (soundfile.LibsndfileError, RuntimeError, TypeError)
+            wave, rate = source.decode("audio", _read, errors)
+        elif source.kind == "array":
+            wave = np.asarray(source.payload, dtype=np.float32)
+            if wave.ndim == 1:
+                wave = wave[:, None]
+            elif wave.ndim != 2:
+                shape = f"(samples,) or (samples, channels), got {wave.shape}"
+                raise DataError(f"an audio array must be {shape}")
+            rate = source.sampling_rate or self.sampling_rate
+        else:
+            raise DataError(f"cannot load audio from a {type(source.payload).__name__}")
+        if wave.shape[0] == 0:
+            raise DataError("the audio is empty (0 samples)")
+        if self.sampling_rate and rate and rate != self.sampling_rate:
+            wave = soxr.resample(wave, rate, self.sampling_rate, quality="HQ")
+        wave = wave.mean(axis=1) if self.mono else wave.T
+        return np.ascontiguousarray(wave, dtype=np.float32)

@@ -1,0 +1,136 @@
+"""Saving and loading a whole ``MultimodalModel``.
+
+A saved model is a folder of standard parts, each loadable alone:
+
+    config.json                  MultimodalConfig (LLM config, modality configs, placeholders)
+    llm/                         the LLM (transformers' save_pretrained: AutoModelForCausalLM)
+    llm_adapter/                 the LoRA adapters, when the LLM has them (peft's format)
+    modalities/<name>/           each modality (BaseModality.save_pretrained: config, weights and
+                                 the encoder/processor files its config points at)
+    tokenizer files              when a tokenizer is given to save_pretrained
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from mmgen.errors import ConfigError
+from mmgen.model.trainable import is_lora
+
+if TYPE_CHECKING:
+    from mmgen.model.modeling import MultimodalModel
+
+LLM_DIR = "llm"
+ADAPTER_DIR = "llm_adapter"
+MODALITIES_DIR = "modalities"
+
+
+def _part(state_dict: dict[str, torch.Tensor] | None, prefix: str):
+    if state_dict is None:
+        return None
+    return {k[len(prefix) :]: v for k, v in state_dict.items() if k.startswith(prefix)}
+
+
+def _base_state_dict(peft_model) -> dict[str, torch.Tensor]:
+    # the LLM's own weights under their usual names: peft renames wrapped layers' weights to
+    # `<layer>.base_layer.weight` and adds `lora_*` tensors beside them
+    state = peft_model.get_base_model().state_dict()
+    return {k.replace(".base_layer.", "."): v for k, v in state.items() if "lora_" not in k}
+
+
+def save(
+    model: MultimodalModel,
+    save_directory: str | os.PathLike,
+    *,
+    tokenizer: Any = None,
+    state_dict: dict[str, torch.Tensor] | None = None,
+    **kwargs: Any,
+) -> None:
+    directory = Path(save_directory)
+    if directory.is_file():
+        raise NotADirectoryError(f"cannot save a model to {directory}: it is a file")
+    directory.mkdir(parents=True, exist_ok=True)
+    llm = model.language_model
+    if is_lora(llm):
+        if state_dict is not None:
+            raise NotImplementedError("save_pretrained(state_dict=...) with LoRA adapters")
+        llm.get_base_model().save_pretrained(
+            directory / LLM_DIR, state_dict=_base_state_dict(llm), **kwargs
+        )
+        llm.save_pretrained(directory / ADAPTER_DIR)
+    else:
+        llm.save_pretrained(
+            directory / LLM_DIR, state_dict=_part(state_dict, "language_model."), **kwargs
+        )
+    for name, modality in model.modalities.items():
+        modality.save_pretrained(
+            directory / MODALITIES_DIR / name, state_dict=_part(state_dict, f"modalities.{name}.")
+        )
+    config = model.config
+    saved_llm = config.llm
+    config.llm = None  # the weights are in llm/, not at the original name
+    try:
+        config.save_pretrained(directory)
+    finally:
+        config.llm = saved_llm
+    if tokenizer is not None:
+        tokenizer.save_pretrained(directory)
+
+
+def load(
+    cls: type[MultimodalModel],
+    directory: str | os.PathLike,
+    *,
+    config: Any = None,
+    dtype: torch.dtype | str | None = None,
+    attn_implementation: str | None = None,
+    device_map: Any = None,
+    is_trainable: bool = True,
+    **_ignored: Any,
+) -> MultimodalModel:
+    from mmgen.model.config import MultimodalConfig
+    from mmgen.registry import AutoModality
+
+    directory = Path(directory)
+    if not (directory / LLM_DIR).is_dir():
+        raise FileNotFoundError(f"{directory} has no {LLM_DIR}/: not a saved MultimodalModel")
+    if not isinstance(config, MultimodalConfig):
+        config = MultimodalConfig.from_pretrained(directory)
+    options: dict[str, Any] = {}
+    if dtype is not None:
+        options["dtype"] = dtype
+    if attn_implementation is not None:
+        options["attn_implementation"] = attn_implementation
+    if device_map is not None:
+        options["device_map"] = device_map
+    llm = AutoModelForCausalLM.from_pretrained(directory / LLM_DIR, **options)
+    if (directory / ADAPTER_DIR).is_dir():
+        from peft import PeftModel
+
+        llm = PeftModel.from_pretrained(llm, directory / ADAPTER_DIR, is_trainable=is_trainable)
+    modalities = {}
+    for name, modality_config in config.modalities.items():
+        path = directory / MODALITIES_DIR / name
+        modality_cls = AutoModality.get(modality_config.model_type)
+        modalities[name] = modality_cls.from_pretrained(
+            path, dtype=dtype, device_map=device_map if isinstance(device_map, str) else None
+        )
+    model = cls(config, language_model=llm, modalities=modalities)
+    model.name_or_path = str(directory)
+    if (directory / "tokenizer_config.json").is_file():
+        model.config.tokenizer = str(directory)
+    return model.eval()
+
+
+def load_tokenizer(model: MultimodalModel):
+    source = model.config.tokenizer or model.config.llm
+    if source is None:
+        raise ConfigError(
+            "no tokenizer: pass one, or set MultimodalConfig.tokenizer (or llm) to a name or path"
+        )
+    return AutoTokenizer.from_pretrained(source)

@@ -1,0 +1,137 @@
+"""Training stages: which of LLM, encoders and projectors train; LoRA on the LLM via ``peft``.
+
+The stages of the modality walkthroughs, by name:
+
+    alignment    only the projectors train (LLM and encoders frozen)
+    end_to_end   LLM and projectors train; encoders frozen
+    lora         LoRA adapters on the LLM and the projectors train (call ``add_lora`` first)
+    full         everything trains
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from torch import nn
+
+from mmgen.errors import ConfigError
+
+if TYPE_CHECKING:
+    from mmgen.model.modeling import MultimodalModel
+
+STAGES: dict[str, dict[str, Any]] = {
+    "alignment": {"llm": False, "encoders": False, "projectors": True},
+    "end_to_end": {"llm": True, "encoders": False, "projectors": True},
+    "lora": {"llm": "lora", "encoders": False, "projectors": True},
+    "full": {"llm": True, "encoders": True, "projectors": True},
+}
+
+
+def is_lora(module: nn.Module) -> bool:
+    try:
+        from peft import PeftModel
+    except ImportError:  # peft is optional: no peft, no adapters
+        return False
+    return isinstance(module, PeftModel)
+
+
+def _lora_parameter(name: str) -> bool:
+    return "lora_" in name
+
+
+def _per_modality(model: MultimodalModel, value: Any, what: str) -> dict[str, bool]:
+    """``True``/``False`` for all, an iterable of names that train, or a name -> bool mapping."""
+    names = list(model.modalities)
+    if isinstance(value, bool):
+        return dict.fromkeys(names, value)
+    if isinstance(value, Mapping):
+        chosen = {str(k): bool(v) for k, v in value.items()}
+    elif isinstance(value, Iterable) and not isinstance(value, str):
+        chosen = dict.fromkeys(names, False) | {str(k): True for k in value}
+    else:
+        raise ConfigError(
+            f"{what} must be a bool, a list of modality names or a mapping: {value!r}"
+        )
+    unknown = sorted(set(chosen) - set(names))
+    if unknown:
+        raise ConfigError(f"{what} names unknown modalities {unknown}; the modalities are {names}")
+    return chosen
+
+
+def set_trainable(
+    model: MultimodalModel,
+    stage: str | None = None,
+    *,
+    llm: bool | str | None = None,
+    encoders: bool | Iterable[str] | Mapping[str, bool] | None = None,
+    projectors: bool | Iterable[str] | Mapping[str, bool] | None = None,
+) -> dict[str, int]:
+    """Set ``requires_grad`` by part and return the trainable parameter count per part.
+
+    ``stage`` picks a preset from ``STAGES``; explicit arguments override it, ``None`` leaves a
+    part as it is. ``llm``: ``True`` (all LLM weights, adapters included), ``False``, or
+    ``"lora"`` (only the LoRA adapters). ``encoders`` / ``projectors``: a bool for every
+    modality, the names of those that train, or name -> bool. Encoders and projectors are switched
+    through each modality's ``(un)freeze_modality_embedder`` / ``(un)freeze_projection``.
+    """
+    chosen: dict[str, Any] = {}
+    if stage is not None:
+        if stage not in STAGES:
+            raise ConfigError(f"unknown training stage {stage!r}; choose one of {sorted(STAGES)}")
+        chosen.update(STAGES[stage])
+    for key, value in (("llm", llm), ("encoders", encoders), ("projectors", projectors)):
+        if value is not None:
+            chosen[key] = value
+
+    if "llm" in chosen:
+        mode = chosen["llm"]
+        if mode == "lora" and not is_lora(model.language_model):
+            raise ConfigError("llm='lora' needs LoRA adapters: call model.add_lora(...) first")
+        if mode not in (True, False, "lora"):
+            raise ConfigError(f"llm must be True, False or 'lora', got {mode!r}")
+        for name, parameter in model.language_model.named_parameters():
+            parameter.requires_grad = mode is True or (mode == "lora" and _lora_parameter(name))
+    if "encoders" in chosen:
+        for name, train in _per_modality(model, chosen["encoders"], "encoders").items():
+            modality = model.modalities[name]
+            (modality.unfreeze_modality_embedder if train else modality.freeze_modality_embedder)()
+    if "projectors" in chosen:
+        for name, train in _per_modality(model, chosen["projectors"], "projectors").items():
+            modality = model.modalities[name]
+            (modality.unfreeze_projection if train else modality.freeze_projection)()
+    return trainable_counts(model)
+
+
+def trainable_counts(model: MultimodalModel) -> dict[str, int]:
+    """Trainable parameters per part: ``llm`` and ``modality:<name>``."""
+    counts = {"llm": sum(p.numel() for p in model.language_model.parameters() if p.requires_grad)}
+    for name, modality in model.modalities.items():
+        counts[f"modality:{name}"] = sum(
+            p.numel() for p in modality.parameters() if p.requires_grad
+        )
+    return counts
+
+
+def add_lora(language_model: nn.Module, config: Any = None, **options: Any) -> nn.Module:
+    """``peft.get_peft_model`` on the LLM with a ``LoraConfig`` (given, or built from
+    ``options``, e.g. ``r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"]``). peft freezes
+    the LLM's own weights; the adapters train.
+    """
+    try:
+        from peft import LoraConfig, get_peft_model
+    except ImportError as exc:  # pragma: no cover - peft is in the pinned environment
+        raise ConfigError("LoRA needs peft: pip install peft") from exc
+    if is_lora(language_model):
+        raise ConfigError("the LLM already has LoRA adapters")
+    if config is None:
+        config = LoraConfig(task_type="CAUSAL_LM", **options)
+    elif options:
+        raise ConfigError("give a LoraConfig or LoRA options, not both")
+    return get_peft_model(language_model, config)
+
+
+def merge_lora(language_model: nn.Module) -> nn.Module:
+    if not is_lora(language_model):
+        raise ConfigError("the LLM has no LoRA adapters to merge")
+    return language_model.merge_and_unload()

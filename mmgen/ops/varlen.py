@@ -1,0 +1,183 @@
+"""Variable-length batching ops: token-budget packing, packed-layout metadata, pad/unpad, mask.
+
+The kernels live in ``csrc/cpu/plan_packs.cpp``, ``csrc/cpu/varlen.cpp`` and
+``csrc/cuda/varlen.cu`` (schemas in ``csrc/ops.cpp``, per-token logic in
+``csrc/include/mmgen/varlen.h``); this module adds argument coercion, fake kernels and autograd.
+
+Layout: N sequences laid end to end in T tokens; ``cu_seqlens`` (int32, ``(N+1,)``) holds their
+boundaries, from 0 to T.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import torch
+
+
+class VarlenMetadata(NamedTuple):
+    cu_seqlens: torch.Tensor  # int32 (N+1,), starts at 0, ends at T
+    position_ids: torch.Tensor  # int64 (T,), restarts at 0 for every sequence
+    seq_idx: torch.Tensor  # int32 (T,), the sequence of every token
+    max_seqlen: int  # the longest sequence, as a host int
+
+
+def plan_packs(
+    lengths: torch.Tensor | Sequence[int],
+    capacity: int,
+    *,
+    strategy: str = "bfd",
+    items: torch.Tensor | Sequence[int] | None = None,
+    max_items: int | None = None,
+) -> torch.Tensor:
+    """Assign every sample to a pack whose total length fits ``capacity`` tokens.
+
+    Args:
+        lengths: ``(N,)`` sample lengths in tokens (any integer dtype, list or tensor).
+        capacity: the token budget of one pack.
+        strategy: ``"bfd"`` best-fit decreasing (fewest packs; O(N log C)), ``"ffd"`` first-fit
+            decreasing, or ``"sequential"`` next-fit in dataset order (keeps sample order).
+        items: ``(N,)`` per-sample counts for a second budget, e.g. modality instances, which
+            bounds the encoder's batch (``BaseModalityConfig.max_batch_size``).
+        max_items: the per-pack budget for ``items``; give both or neither.
+
+    Returns:
+        int64 ``(N,)`` on the CPU: the pack of each sample, packs numbered 0..P-1 in the order
+        they were opened. Deterministic: the same input always gives the same plan.
+
+    Raises:
+        ValueError: a sample longer than ``capacity`` or with more items than ``max_items``
+            (names its index and size), a negative value, an unknown strategy, or only one of
+            ``items`` / ``max_items``.
+        TypeError: non-integer lengths or items.
+    """
+    lengths = _as_int(lengths, torch.int64, "plan_packs: lengths").cpu()
+    if items is not None:
+        items = _as_int(items, torch.int64, "plan_packs: items").cpu()
+    return torch.ops.mmgen.plan_packs(
+        lengths, int(capacity), strategy, items, None if max_items is None else int(max_items)
+    )
+
+
+def varlen_metadata(lengths: torch.Tensor | Sequence[int]) -> VarlenMetadata:
+    """``cu_seqlens``, ``position_ids``, ``seq_idx``, ``max_seqlen`` of sequences laid end to end.
+
+    ``lengths`` is ``(N,)`` (any integer dtype; outputs go to its device). On CUDA this reads the
+    lengths on the host once, to size the outputs.
+    """
+    lengths = _as_int(lengths, torch.int64, "varlen_metadata: lengths")
+    return VarlenMetadata(*torch.ops.mmgen.varlen_metadata(lengths))
+
+
+def pad_varlen(
+    x: torch.Tensor, cu_seqlens: torch.Tensor, max_seqlen: int, value: float = 0.0
+) -> torch.Tensor:
+    """``(T, ...)`` packed rows -> ``(N, max_seqlen, ...)``, with ``value`` in the padding.
+
+    Differentiable (the backward is ``unpad_varlen``). ``cu_seqlens`` may stay on the CPU when
+    ``x`` is on CUDA.
+    """
+    cu_seqlens = _as_int(cu_seqlens, torch.int32, "pad_varlen: cu_seqlens")
+    return torch.ops.mmgen.pad_varlen(x, cu_seqlens, int(max_seqlen), value)
+
+
+def unpad_varlen(x: torch.Tensor, lengths: torch.Tensor | Sequence[int]) -> torch.Tensor:
+    """``(N, S, ...)`` padded rows -> ``(T, ...)``: the first ``lengths[n]`` rows of every ``x[n]``.
+
+    The exact inverse of ``pad_varlen`` on the valid region; differentiable.
+    """
+    lengths = _as_int(lengths, torch.int64, "unpad_varlen: lengths")
+    return torch.ops.mmgen.unpad_varlen(x, lengths)
+
+
+def block_diagonal_causal_mask(
+    cu_seqlens: torch.Tensor, dtype: torch.dtype = torch.float32
+) -> torch.Tensor:
+    """The ``(1, 1, T, T)`` additive mask that keeps packed sequences apart in attention.
+
+    0 where query and key are in the same sequence and key <= query; ``torch.finfo(dtype).min``
+    elsewhere. HF models take it as ``attention_mask`` with sdpa and eager attention; pass the
+    model's dtype (sdpa requires the mask to match the query dtype). T x T memory: prefer the
+    flash-attention varlen path for long packs (see ``mmgen.varlen.packed_attention_kwargs``).
+    """
+    cu_seqlens = _as_int(cu_seqlens, torch.int32, "block_diagonal_causal_mask: cu_seqlens")
+    return torch.ops.mmgen.block_diagonal_causal_mask(cu_seqlens, dtype)
+
+
+def _as_int(values: torch.Tensor | Sequence[int], dtype: torch.dtype, name: str) -> torch.Tensor:
+    """``values`` as an integer tensor of ``dtype``; floats are refused, not truncated."""
+    if not isinstance(values, torch.Tensor):
+        values = torch.as_tensor(values)
+    if values.numel() == 0:  # [] and torch.tensor([]) are float32, with nothing to truncate
+        return values.to(dtype)
+    if values.dtype.is_floating_point or values.dtype.is_complex or values.dtype == torch.bool:
+        raise TypeError(f"{name} must hold integers, got {values.dtype}")
+    return values.to(dtype)
+
+
+# --- fake kernels: shapes for meta tensors and torch.compile. Sizes that depend on the data
+# (T, the longest length) become unbacked symbolic ints from the dynamic-size API.
+
+
+@torch.library.register_fake("mmgen::plan_packs")
+def _plan_packs_fake(lengths, capacity, strategy="bfd", items=None, max_items=None):
+    return lengths.new_empty(lengths.shape)
+
+
+@torch.library.register_fake("mmgen::varlen_metadata")
+def _varlen_metadata_fake(lengths):
+    ctx = torch.library.get_ctx()
+    total, longest = ctx.new_dynamic_size(), ctx.new_dynamic_size()
+    return (
+        lengths.new_empty(lengths.shape[0] + 1, dtype=torch.int32),
+        lengths.new_empty(total, dtype=torch.int64),
+        lengths.new_empty(total, dtype=torch.int32),
+        longest,
+    )
+
+
+@torch.library.register_fake("mmgen::pad_varlen")
+def _pad_varlen_fake(x, cu_seqlens, max_seqlen, value=0):
+    return x.new_empty((cu_seqlens.shape[0] - 1, max_seqlen, *x.shape[1:]))
+
+
+@torch.library.register_fake("mmgen::unpad_varlen")
+def _unpad_varlen_fake(x, lengths):
+    total = torch.library.get_ctx().new_dynamic_size()
+    return x.new_empty((total, *x.shape[2:]))
+
+
+@torch.library.register_fake("mmgen::block_diagonal_causal_mask")
+def _mask_fake(cu_seqlens, dtype=None):
+    total = torch.library.get_ctx().new_dynamic_size()
+    return cu_seqlens.new_empty((1, 1, total, total), dtype=dtype or torch.float32)
+
+
+# --- autograd: pad and unpad are each other's backward (both are pure row moves).
+
+
+def _pad_setup(ctx, inputs, output):
+    ctx.save_for_backward(inputs[1])
+
+
+def _pad_backward(ctx, grad):
+    (cu_seqlens,) = ctx.saved_tensors
+    lengths = (cu_seqlens[1:] - cu_seqlens[:-1]).to(torch.int64)
+    return torch.ops.mmgen.unpad_varlen(grad, lengths), None, None, None
+
+
+def _unpad_setup(ctx, inputs, output):
+    x, lengths = inputs
+    ctx.max_seqlen = x.shape[1]
+    ctx.save_for_backward(lengths)
+
+
+def _unpad_backward(ctx, grad):
+    (lengths,) = ctx.saved_tensors
+    cu_seqlens = torch.nn.functional.pad(lengths.cumsum(0), (1, 0)).to(torch.int32)
+    return torch.ops.mmgen.pad_varlen(grad, cu_seqlens, ctx.max_seqlen, 0), None
+
+
+torch.library.register_autograd("mmgen::pad_varlen", _pad_backward, setup_context=_pad_setup)
+torch.library.register_autograd("mmgen::unpad_varlen", _unpad_backward, setup_context=_unpad_setup)

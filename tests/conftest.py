@@ -1,0 +1,27 @@
+"""Fixtures for the model-side tests (tiny checkpoints saved once per session; see
+tests/helpers/tiny_models.py). Names start with ``model_`` or ``tiny_``."""
+
+from __future__ import annotations
+
+import pytest
+from helpers.tiny_models import save_tiny_clip, save_tiny_siglip, save_tiny_whisper, tiny_tokenizer
+
+
+@pytest.fixture(scope="session")
+def model_clip_dir(tmp_path_factory):
+    return save_tiny_clip(tmp_path_factory.mktemp("clip"))
+
+
+@pytest.fixture(scope="session")
+def model_siglip_dir(tmp_path_factory):
+    return save_tiny_siglip(tmp_path_factory.mktemp("siglip"))
+
+
+@pytest.fixture(scope="session")
+def model_whisper_dir(tmp_path_factory):
+    return save_tiny_whisper(tmp_path_factory.mktemp("whisper"))
+
+
+@pytest.fixture
+def tiny_llm_tokenizer():
+    return tiny_tokenizer()

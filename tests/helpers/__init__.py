@@ -1,0 +1,1 @@
+"""Test helpers shared across test modules (import as ``from helpers.<module> import ...``)."""
