@@ -36,9 +36,12 @@ def train(
     """Train on packed batches; on several GPUs or nodes launch it with torchrun:
     `torchrun --nproc-per-node 4 -m mmgen train configs/train.yaml`.
     """
+    from transformers.utils import logging as transformers_logging
+
     from mmgen.train.config import load_config
     from mmgen.train.loop import train as run
 
+    transformers_logging.disable_progress_bar()  # per-file save/load bars drown the training log
     loaded = load_config(config, overrides)
     mode = str(resume_from) if resume_from is not None else ("auto" if resume else None)
     result = run(loaded, resume=mode, overwrite=overwrite)

@@ -44,7 +44,7 @@ def plot_metrics(metrics_path: Path, out: Path | None = None) -> Path:
     right.set_ylim(-2, 102)
     right.grid(True, alpha=0.3)
     if right.get_legend_handles_labels()[0]:
-        right.legend()
+        right.legend(loc="lower right")
     figure.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(out, dpi=100)
