@@ -17,6 +17,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from mmgen.errors import ConfigError
+from mmgen.spec_loading import dotted, line_of  # the spec files' key paths, shared
 
 Model = TypeVar("Model", bound=BaseModel)
 Location = tuple[str | int, ...]
@@ -91,21 +92,7 @@ def _override(data: dict[str, Any], override: str) -> None:
 
 def where(path: str | Path, lines: dict[Location, int], loc: Location) -> str:
     """``file:line: dotted.key`` for a key path (the nearest enclosing key that has a line)."""
-    return f"{path}:{line_of(lines, loc)}: {dotted(loc)}"
-
-
-def line_of(lines: dict[Location, int], loc: Location) -> int:
-    for end in range(len(loc), -1, -1):
-        if tuple(loc[:end]) in lines:
-            return lines[tuple(loc[:end])]
-    return 1
-
-
-def dotted(loc: Location) -> str:
-    text = ""
-    for part in loc:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
-    return text or "(top level)"
+    return f"{path}:{line_of(lines, loc)}: {dotted(loc) if loc else '(top level)'}"
 
 
 def _index(node: Any, loc: Location, lines: dict[Location, int]) -> None:
@@ -150,31 +137,19 @@ def _suggest(model: type[BaseModel], loc: Location) -> str:
 def _walk(annotation: Any, loc: Location) -> type[BaseModel] | None:
     """The pydantic model at ``loc`` below ``annotation``: through fields of models, values of
     ``dict[str, X]``, items of ``list[X]`` and the branches of ``X | None``."""
-    if not loc:
-        return _model_in(annotation)
-    head, rest = loc[0], loc[1:]
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        field = annotation.model_fields.get(head) if isinstance(head, str) else None
-        return _walk(field.annotation, rest) if field is not None else None
+        if not loc:
+            return annotation
+        field = annotation.model_fields.get(loc[0]) if isinstance(loc[0], str) else None
+        return _walk(field.annotation, loc[1:]) if field is not None else None
     origin = getattr(annotation, "__origin__", None)
     args = getattr(annotation, "__args__", ())
-    if origin is dict and len(args) == 2:
-        return _walk(args[1], rest)
-    if origin is list and args:
-        return _walk(args[0], rest)
+    if loc and origin is dict and len(args) == 2:
+        return _walk(args[1], loc[1:])
+    if loc and origin is list and args:
+        return _walk(args[0], loc[1:])
     for arg in args:  # X | None, unions
         found = _walk(arg, loc)
-        if found is not None:
-            return found
-    return None
-
-
-def _model_in(annotation: Any) -> type[BaseModel] | None:
-    """The pydantic model of an annotation (``X`` or ``X | None``), if any."""
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    for arg in getattr(annotation, "__args__", ()):
-        found = _model_in(arg)
         if found is not None:
             return found
     return None
