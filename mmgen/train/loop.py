@@ -14,12 +14,14 @@ number of targets, however the samples were packed.
 from __future__ import annotations
 
 import contextlib
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 
 from mmgen.errors import ConfigError
 from mmgen.train import build, checkpoint, distributed, evaluate, precision, stages
@@ -80,10 +82,17 @@ class Trainer:
     def _prepare(self) -> dict[str, Any] | None:
         """Build (or restore) the model and the data; returns the checkpoint's trainer state."""
         config, world = self.config, self.world
+        fresh = self.resume_from is None
         if world.main:
             self.out.mkdir(parents=True, exist_ok=True)
             self.checkpoints.remove_partial()
-        self.metrics = Metrics(self.out, enabled=world.main, tensorboard=config.logging.tensorboard)
+            if fresh:  # --overwrite (or nothing to resume): no step of an earlier run may remain
+                for old in self.checkpoints.checkpoints():
+                    shutil.rmtree(old)
+        distributed.barrier()
+        self.metrics = Metrics(
+            self.out, enabled=world.main, tensorboard=config.logging.tensorboard, fresh=fresh
+        )
         build.register_project(config)
         self.tokenizer = build.load_tokenizer(config)
         state = None
@@ -95,6 +104,7 @@ class Trainer:
             state = torch.load(self.resume_from / checkpoint.STATE_FILE, weights_only=False)
             self.step = self.saved_step = int(state["step"])
             self.last_checkpoint = self.resume_from
+            _rescale_position(state, world, self._print)
         build.check_modalities(config, self.model)
         if config.model.gradient_checkpointing:
             self.model.language_model.gradient_checkpointing_enable()
@@ -155,7 +165,7 @@ class Trainer:
             if self.scaler is not None and state.get("scaler"):
                 self.scaler.load_state_dict(state["scaler"])
         if state is not None:  # the RNG exactly where the interrupted run left it
-            checkpoint.set_rng_state(state["rng"][min(world.rank, len(state["rng"]) - 1)])
+            checkpoint.set_rng_state(state["rng"][world.rank])
         trainable = ", ".join(f"{part} {n / 1e6:.3f}M" for part, n in counts.items())
         self._print(f"stage {index + 1}/{len(config.stages)} {stage.name}: training {trainable}")
         end = stages.stage_start(config, index) + stage.steps
@@ -281,8 +291,9 @@ class Trainer:
 
     def _write(self, folder: Path, state: dict[str, Any], weights) -> None:
         self._save_model(folder / checkpoint.MODEL_DIR, weights)
-        source = self.config.source.read_text(encoding="utf-8")
-        (folder / checkpoint.CONFIG_FILE).write_text(source, encoding="utf-8")
+        # the config as it ran: the file with its --set overrides applied
+        effective = yaml.safe_dump(self.config.model_dump(mode="json"), sort_keys=False)
+        (folder / checkpoint.CONFIG_FILE).write_text(effective, encoding="utf-8")
         torch.save(state, folder / checkpoint.STATE_FILE)  # last: the folder is complete
 
     def _save_model(self, folder: Path, weights: dict[str, torch.Tensor] | None) -> None:
@@ -335,6 +346,19 @@ class Trainer:
             progress.write(line)
         else:
             print(line, flush=True)
+
+
+def _rescale_position(state: dict[str, Any], world: distributed.World, say) -> None:
+    """Resuming on another number of processes: each rank's batches of an epoch change, so keep
+    the fraction of the epoch that was done (the data order is no longer exactly the same)."""
+    before = int(state.get("world_size", world.size))
+    if before != world.size:
+        data = state["data"]
+        data["position"] = data["position"] * before // world.size
+        say(f"warning: the checkpoint was written by {before} processes, this run has "
+            f"{world.size}: the data order continues approximately")  # fmt: skip
+    if before != world.size or len(state["rng"]) != world.size:
+        state["rng"] = state["rng"][:1] * world.size
 
 
 def _no_sync(model: torch.nn.Module, *, unless: bool):

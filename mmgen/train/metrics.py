@@ -13,13 +13,17 @@ import time
 from pathlib import Path
 from typing import Any
 
+from mmgen.errors import ConfigError
+
 METRICS_FILE = "metrics.jsonl"
 
 
 class Metrics:
     """Writes records on rank 0; every other rank gets a silent instance."""
 
-    def __init__(self, folder: Path, *, enabled: bool, tensorboard: bool | str = "auto") -> None:
+    def __init__(
+        self, folder: Path, *, enabled: bool, tensorboard: bool | str = "auto", fresh: bool = False
+    ) -> None:
         self.path = Path(folder) / METRICS_FILE
         self.enabled = enabled
         self._file = None
@@ -27,7 +31,7 @@ class Metrics:
         if not enabled:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = self.path.open("a", encoding="utf-8")
+        self._file = self.path.open("w" if fresh else "a", encoding="utf-8")
         if tensorboard:
             self._board = _summary_writer(self.path.parent / "tensorboard", tensorboard == "auto")
 
@@ -67,7 +71,7 @@ def _summary_writer(folder: Path, optional: bool):
     except ImportError:  # torch's writer needs the tensorboard package
         if optional:
             return None
-        raise
+        raise ConfigError("logging.tensorboard: true needs `pip install tensorboard`") from None
     return SummaryWriter(str(folder))
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from mmgen.errors import ConfigError
 from mmgen.train.config import load_config
 from mmgen.train.loop import FINAL_MODEL_DIR, train
 from mmgen.train.metrics import read_metrics
@@ -126,3 +127,21 @@ def test_padded_layout_trains_too(config_file, layout) -> None:
     result = train(load_config(config_file(packing={"layout": layout, "batch_size": 8})))
     history = losses(result.output_dir)
     assert sorted(history) == [1, 2, 3, 4]
+
+
+def test_a_second_run_needs_resume_or_overwrite(config_file) -> None:
+    path = config_file(stages=[{"name": "full", "steps": 4}])
+    run = train(load_config(path)).output_dir
+    with pytest.raises(ConfigError, match="holds checkpoints of an earlier run: pass --resume"):
+        train(load_config(path))
+    # resuming a finished run trains nothing more and appends no training step
+    assert train(load_config(path), resume="auto").steps == 4
+    assert sorted(losses(run)) == [1, 2, 3, 4]
+    # --overwrite starts again: the earlier run's checkpoints and metrics are gone
+    shorter = load_config(path, ["stages.0.steps=2", "checkpoint.every=1"])
+    assert train(shorter, overwrite=True).steps == 2
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == [
+        "step-00000001",
+        "step-00000002",
+    ]
+    assert sorted(losses(run)) == [1, 2]
