@@ -175,7 +175,8 @@ class Trainer:
             if self.step % config.logging.every == 0 or self.step == end:
                 self.metrics.log("train", self.step, **window.flush(self.scheduler))
             self.progress.update(self.step, window.latest)
-            if config.eval.every and self.step % config.eval.every == 0 and self.step < end:
+            last_step = self.step == config.total_steps  # _finish evaluates that one
+            if config.eval.every and self.step % config.eval.every == 0 and not last_step:
                 self._evaluate("eval")
             stop_now = distributed.any_rank(stop.requested, world.device)
             every = config.checkpoint.every
@@ -305,7 +306,7 @@ class Trainer:
     def _save_after_error(self, data_state: dict[str, int], rng: dict[str, Any]) -> None:
         """An error inside a step (before the update): keep what the completed steps learnt.
         Single process only: the other ranks of a distributed run cannot join a save."""
-        if self.world.distributed or self.step <= self.saved_step:
+        if self.world.distributed or self.step == 0 or self.step <= self.saved_step:
             return
         self._print(f"error at step {self.step + 1}: saving the {self.step} completed steps")
         self._save(data_state, rng)
