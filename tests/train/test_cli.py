@@ -1,0 +1,45 @@
+"""The training commands through typer's CliRunner: demo-data, train -h, bench train."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from mmgen.cli import app
+
+runner = CliRunner()
+
+
+def test_demo_data_writes_the_splits_and_tokenizer(tmp_path: Path) -> None:
+    out = tmp_path / "demo"
+    args = ["demo-data", "audio", "--out", str(out), "--train", "3", "--eval", "2", "--test", "1"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert (out / "tokenizer" / "tokenizer_config.json").is_file()
+    splits = ("train", "eval", "test")
+    counts = {s: len((out / f"{s}.jsonl").read_text().splitlines()) for s in splits}
+    assert counts == {"train": 3, "eval": 2, "test": 1}
+
+
+def test_unknown_demo_task_is_one_error_line(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["demo-data", "smell", "--out", str(tmp_path)])
+    assert result.exit_code == 1
+    assert result.output.strip() == "error: unknown demo task 'smell'; choose one of audio, image"
+
+
+def test_train_help_names_torchrun() -> None:
+    result = runner.invoke(app, ["train", "-h"])
+    assert result.exit_code == 0
+    assert "torchrun --nproc-per-node" in result.output and "--resume" in result.output
+
+
+def test_bench_train_compares_both_layouts(config_file) -> None:
+    result = runner.invoke(app, ["bench", "train", str(config_file()), "--steps", "4", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output[result.output.index("{") :])
+    rows = {row["layout"]: row for row in report["rows"]}
+    assert set(rows) == {"packed", "padded"}
+    assert rows["padded"]["x padded"] == 1
+    assert rows["packed"]["tokens/s"] > 0 and 0 < rows["packed"]["useful slots"] <= 1
