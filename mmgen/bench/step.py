@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -27,6 +27,7 @@ from mmgen.bench.table import emit
 
 COLUMNS = (
     "layout",
+    "attention",
     "steps",
     "tokens/step",
     "slots/step",
@@ -36,6 +37,8 @@ COLUMNS = (
     "x padded",
 )
 IMAGE_SIZE, PATCH = 32, 8  # the tiny CLIP tower: 16 patches -> 16 embeddings per image
+# the plain chat format's role markers are words too, so every word is exactly one token
+SPECIALS = ["<pad>", "<s>", "</s>", "<unk>", "<image>", "User:", "Assistant:"]
 
 
 @dataclass(frozen=True)
@@ -71,9 +74,8 @@ def _tokenizer(vocab: int):
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
-    specials = ["<pad>", "<s>", "</s>", "<unk>", "<image>", "User:", "Assistant:"]
-    words = [f"w{i}" for i in range(vocab - len(specials))]
-    backend = Tokenizer(models.WordLevel({t: i for i, t in enumerate(specials + words)}, "<unk>"))
+    words = [f"w{i}" for i in range(vocab - len(SPECIALS))]
+    backend = Tokenizer(models.WordLevel({t: i for i, t in enumerate(SPECIALS + words)}, "<unk>"))
     backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     return PreTrainedTokenizerFast(
         tokenizer_object=backend,
@@ -85,9 +87,10 @@ def _tokenizer(vocab: int):
     )
 
 
-def make_rows(sizes: Sizes, words: int) -> list[dict[str, Any]]:
+def make_rows(sizes: Sizes) -> list[dict[str, Any]]:
     """Conversations: a user turn (images first, then ~1/3 of the words), an assistant answer."""
     rng = np.random.default_rng(sizes.seed)
+    words = sizes.vocab - len(SPECIALS)
     rows = []
     for index in range(sizes.samples):
         count = int(np.clip(rng.lognormal(np.log(sizes.median_words), sizes.sigma), 4, None))
@@ -112,7 +115,7 @@ def make_rows(sizes: Sizes, words: int) -> list[dict[str, Any]]:
     return rows
 
 
-def make_model(sizes: Sizes, attn_implementation: str):
+def make_model(sizes: Sizes, attn_implementation: str = "sdpa"):
     """A random-init Llama and a tiny CLIP vision tower with an MLP projector (no files)."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -158,22 +161,22 @@ def make_model(sizes: Sizes, attn_implementation: str):
 @dataclass
 class Layout:
     name: str
+    attn: str  # the LLM's attn_implementation for this layout
     batches: list[dict[str, Any]]
     useful: list[int]  # non-pad tokens per step
     slots: list[int]  # positions computed per step (T packed, B x S padded)
-    times: list[float]  # seconds per step, every round
-    rates: list[float]  # useful tokens / s per round
+    times: list[float] = field(default_factory=list)  # seconds per step, every round
+    rates: list[float] = field(default_factory=list)  # useful tokens / s, per round
 
 
-def _layout(name: str, loader) -> Layout:
-    batches = list(loader)
-    if name == "packed":
-        useful = [int(b["input_ids"].numel()) for b in batches]
-        slots = useful
-    else:
-        useful = [int(b["attention_mask"].sum()) for b in batches]
-        slots = [int(b["input_ids"].numel()) for b in batches]
-    return Layout(name, batches, useful, slots, [], [])
+def _packed(attn: str, batches: list[dict[str, Any]]) -> Layout:
+    useful = [int(b["input_ids"].numel()) for b in batches]
+    return Layout("packed", attn, batches, useful, useful)
+
+
+def _padded(batches: list[dict[str, Any]]) -> Layout:
+    useful = [int(b["attention_mask"].sum()) for b in batches]
+    return Layout("padded", "sdpa", batches, useful, [int(b["input_ids"].numel()) for b in batches])
 
 
 def _step(model, batch: dict[str, Any]) -> None:
@@ -182,6 +185,7 @@ def _step(model, batch: dict[str, Any]) -> None:
 
 
 def _round(model, layout: Layout) -> None:
+    model.language_model.set_attn_implementation(layout.attn)
     start_round = time.perf_counter()
     for batch in layout.batches:
         start = time.perf_counter()
@@ -190,76 +194,96 @@ def _round(model, layout: Layout) -> None:
     layout.rates.append(sum(layout.useful) / (time.perf_counter() - start_round))
 
 
-def run(
-    sizes: Sizes, *, attn_implementation: str = "sdpa", threads: int = 2, as_json: bool = False
-) -> str:
-    """Build, measure and return the table (or JSON)."""
-    from mmgen.data import MultimodalDataset, packed_dataloader, padded_dataloader
-
+def run(sizes: Sizes, *, threads: int = 1, as_json: bool = False) -> str:
+    """Build the model and both layouts' batches, time the steps, return the table (or JSON)."""
+    previous = torch.get_num_threads()
     torch.set_num_threads(threads)
-    model = make_model(sizes, attn_implementation).train()
+    try:
+        sizes, model, dataset, packing, layouts = _build(sizes)
+        for layout in layouts:  # warm-up: allocator, kernels, lazy init
+            model.language_model.set_attn_implementation(layout.attn)
+            _step(model, layout.batches[0])
+        for index in range(sizes.rounds):  # rotate who goes first
+            for k in range(len(layouts)):
+                _round(model, layouts[(index + k) % len(layouts)])
+    finally:
+        torch.set_num_threads(previous)
+    return _report(sizes, dataset, packing, layouts, threads, as_json)
+
+
+def _build(sizes: Sizes):
+    from mmgen.data import MultimodalDataset, packed_dataloader, padded_dataloader
+    from mmgen.varlen_sdpa import VARLEN_SDPA
+
+    model = make_model(sizes).train()
     processor = model.build_processor(_tokenizer(sizes.vocab))
-    words = sizes.vocab - 7  # the tokenizer's word ids
-    dataset = MultimodalDataset(make_rows(sizes, words), processor, cache=True)
-    mean_length = float(dataset.lengths.float().mean())
-    batch_size = sizes.batch_size or max(1, round(sizes.capacity / mean_length))
-    sizes = replace(sizes, batch_size=batch_size)
+    dataset = MultimodalDataset(make_rows(sizes), processor, cache=True)
+    if not sizes.batch_size:  # about the packed step's budget of useful tokens
+        mean_length = float(dataset.lengths.float().mean())
+        sizes = replace(sizes, batch_size=max(1, round(sizes.capacity / mean_length)))
     packed_loader = packed_dataloader(dataset, sizes.capacity, seed=sizes.seed)
-    packing = packed_loader.batch_sampler.stats()
-    packed = _layout("packed", packed_loader)
-    padded = _layout("padded", padded_dataloader(dataset, batch_size, seed=sizes.seed))
-    if sum(packed.useful) != sum(padded.useful):  # both must see exactly the same samples
-        raise RuntimeError(f"layouts differ: {sum(packed.useful)} vs {sum(padded.useful)} tokens")
+    packs = list(packed_loader)
+    layouts = [
+        _packed(VARLEN_SDPA, packs),
+        _packed("sdpa", packs),  # the same packs, kept apart by the (T, T) block mask
+        _padded(list(padded_dataloader(dataset, sizes.batch_size, seed=sizes.seed))),
+    ]
+    if sum(layouts[0].useful) != sum(layouts[-1].useful):  # the same samples in every layout
+        raise RuntimeError(f"layouts differ: {sum(layouts[0].useful)} vs {sum(layouts[-1].useful)}")
+    return sizes, model, dataset, packed_loader.batch_sampler.stats(), layouts
 
-    for layout in (packed, padded):  # warm-up: allocator, kernels, lazy init
-        _step(model, layout.batches[0])
-    for index in range(sizes.rounds):  # alternate who goes first
-        for layout in (packed, padded) if index % 2 == 0 else (padded, packed):
-            _round(model, layout)
 
-    ratios = [p / q for p, q in zip(packed.rates, padded.rates, strict=True)]
+def _report(sizes: Sizes, dataset, packing: dict, layouts: list[Layout], threads, as_json) -> str:
+    padded = layouts[-1]
     rows = []
-    for layout in (packed, padded):
+    for layout in layouts:
         steps = len(layout.batches)
-        rate = statistics.median(layout.rates)
+        ratios = [p / q for p, q in zip(layout.rates, padded.rates, strict=True)]
+        attention = (
+            "sdpa+mask" if layout.name == "packed" and layout.attn == "sdpa" else layout.attn
+        )
         rows.append(
             [
                 layout.name,
+                attention,
                 steps,
                 round(sum(layout.useful) / steps),
                 round(sum(layout.slots) / steps),
                 100.0 * (1 - sum(layout.useful) / sum(layout.slots)),
                 1e3 * statistics.median(layout.times),
-                rate,
-                rate / statistics.median(padded.rates),
+                statistics.median(layout.rates),
+                statistics.median(ratios),
             ]
         )
     lengths = dataset.lengths
+    per_round = [f"{p / q:.2f}" for p, q in zip(layouts[0].rates, padded.rates, strict=True)]
     meta = {
         "model": (
             f"Llama hidden {sizes.hidden}, {sizes.layers} layers, {sizes.heads} heads, vocab "
-            f"{sizes.vocab}, attn {attn_implementation}; CLIP vision tower 32 px / patch 8 "
-            f"(16 embeddings per image), MLP projector; fp32, {threads} threads"
+            f"{sizes.vocab}; CLIP vision tower {IMAGE_SIZE} px / patch {PATCH} (16 embeddings "
+            f"per image) + MLP projector; fp32, {threads} thread{'s' if threads > 1 else ''}"
         ),
         "samples": (
-            f"{len(dataset)} (tokens: median {int(lengths.median())}, mean {mean_length:.0f}, "
-            f"max {int(lengths.max())}; {int(dataset.items.sum())} images, 0-{sizes.max_images}"
-            f" per sample; words ~ lognormal(median {sizes.median_words}, sigma {sizes.sigma}))"
+            f"{len(dataset)} (tokens: median {int(lengths.median())}, mean "
+            f"{float(lengths.float().mean()):.0f}, max {int(lengths.max())}; "
+            f"{int(dataset.items.sum())} images, 0-{sizes.max_images} per sample; words ~ "
+            f"lognormal(median {sizes.median_words}, sigma {sizes.sigma}))"
         ),
         "packed": (
             f"capacity {sizes.capacity} tokens per step, {packing['packs']} packs, packing "
             f"efficiency {100 * packing['efficiency']:.1f}%"
         ),
-        "padded": f"batch size {batch_size} (about the same token budget), padded to the longest",
-        "timing": (
-            f"forward + backward, {sizes.rounds} rounds over all batches, layouts alternating;"
-            " useful tok/s = non-pad tokens / s, median of rounds"
+        "padded": (
+            f"batch size {sizes.batch_size} (about the same token budget), padded to the longest"
         ),
-        "packed/padded per round": ", ".join(f"{r:.2f}" for r in ratios),
+        "timing": (
+            f"forward + backward, {sizes.rounds} rounds over all batches, layouts rotating; "
+            "useful tok/s = non-pad tokens / s and x padded: medians over rounds"
+        ),
+        "packed (varlen) / padded per round": ", ".join(per_round),
     }
     if as_json:
         meta["sizes"] = asdict(sizes)
-        meta["ratio_median"] = statistics.median(ratios)
         meta["packing_efficiency"] = packing["efficiency"]
     return emit("mmgen bench step: packed vs padded training step", COLUMNS, rows,
                 as_json=as_json, **meta)  # fmt: skip
