@@ -21,6 +21,7 @@ import torch
 from helpers.tiny_models import random_image, random_wave, tiny_multimodal, tiny_tokenizer
 
 from mmgen.data import MultimodalDataset, packed_dataloader, padded_dataloader
+from mmgen.errors import DataError
 from mmgen.varlen_sdpa import VARLEN_SDPA
 
 
@@ -38,8 +39,12 @@ def _assistant(text: str) -> dict:
     return {"role": "assistant", "content": text}
 
 
-IMAGES = {"one": [10], "many": [11, 12, 13], "caption": [14]}  # image seeds per row, in order
-AUDIO = {"many": [20], "caption": [21]}
+# per row: modality name -> seeds of its entries, in order
+MEDIA = {
+    "one": {"image": [10]},
+    "many": {"image": [11, 12, 13], "audio": [20]},
+    "caption": {"image": [14], "audio": [21]},
+}
 ROWS = [
     {"id": "none", "conversations": [_user("what is the cat ?"), _assistant("a red dog .")]},
     {"id": "one", "conversations": [_user("what is in <image> ?"), _assistant("a blue cat")]},
@@ -53,13 +58,21 @@ ROWS = [
 ]  # fmt: skip
 
 
-def _rows() -> list[dict]:
-    rows = []
-    for row in ROWS:
-        entries = [{"type": "image", "value": _png(s)} for s in IMAGES.get(row["id"], [])]
-        entries += [{"type": "audio", "value": random_wave(s)} for s in AUDIO.get(row["id"], [])]
-        rows.append({**row, "modalities": entries})
-    return rows
+def _raw(name: str, seed: int):
+    """What the loader should hand the processor: a PIL image, or a waveform at 16 kHz."""
+    return random_wave(seed) if name == "audio" else random_image(seed)
+
+
+def _rows(rows: list[dict], media: dict[str, dict[str, list[int]]]) -> list[dict]:
+    out = []
+    for row in rows:
+        entries = [
+            {"type": name, "value": random_wave(seed) if name == "audio" else _png(seed)}
+            for name, seeds in media.get(row["id"], {}).items()
+            for seed in seeds
+        ]
+        out.append({**row, "modalities": entries})
+    return out
 
 
 @pytest.fixture
@@ -69,14 +82,14 @@ def tokenizer():
     return tokenizer
 
 
-def _reference(model, sample, row_id: str):
-    """``(logits, loss, targets)`` of one sample run alone through the plain LLM."""
+def _reference(model, sample, media: dict[str, list[int]]):
+    """``(logits, loss, targets)`` of one sample run alone through the plain LLM; ``media`` holds
+    the seeds of the row's entries per modality, in order."""
     weight = model.get_input_embeddings().weight
     ids = sample.input_ids
     rows = weight[ids.clamp(min=0)].unbind(0)
     sources = {
-        "image": iter([random_image(s) for s in IMAGES.get(row_id, [])]),
-        "audio": iter([random_wave(s) for s in AUDIO.get(row_id, [])]),
+        name: iter([_raw(name, s) for s in media.get(name, [])]) for name in model.modalities
     }
     kind = {pid: name for name, pid in model.placeholder_ids.items()}
     parts, t = [], 0
@@ -93,7 +106,7 @@ def _reference(model, sample, row_id: str):
         parts.append(features)
         t += len(features)
     for name, left in sources.items():
-        assert next(left, None) is None, f"{row_id}: an unused {name} entry"
+        assert next(left, None) is None, f"{sample.id}: an unused {name} entry"
     out = model.language_model(inputs_embeds=torch.cat(parts)[None], labels=sample.labels[None])
     return out.logits[0], out.loss, int((sample.labels[1:] != -100).sum())
 
@@ -113,7 +126,7 @@ def _assert_same_grads(got: dict, want: dict) -> None:
 @pytest.mark.parametrize("attn", ["sdpa", "eager", VARLEN_SDPA])
 def test_pack_trains_like_its_samples_alone(model_clip_dir, model_whisper_dir, tokenizer, attn):
     model = tiny_multimodal(model_clip_dir, model_whisper_dir, attn_implementation=attn).train()
-    dataset = MultimodalDataset(_rows(), model.build_processor(tokenizer))
+    dataset = MultimodalDataset(_rows(ROWS, MEDIA), model.build_processor(tokenizer))
     samples = {dataset[i].id: dataset[i] for i in range(len(dataset))}
     assert {len(s.items) for s in samples.values()} == {0, 1, 2, 4}
     loader = packed_dataloader(dataset, capacity=512, max_items=8, seed=3)
@@ -123,7 +136,7 @@ def test_pack_trains_like_its_samples_alone(model_clip_dir, model_whisper_dir, t
     assert any(samples[i].labels[0] != -100 for i in order[1:]), order
 
     # alone: the token-weighted mean of the per-sample losses
-    references = {i: _reference(model, samples[i], i) for i in order}
+    references = {i: _reference(model, samples[i], MEDIA.get(i, {})) for i in order}
     targets = sum(n for _, _, n in references.values())
     (sum(loss * n for _, loss, n in references.values()) / targets).backward()
     expected_loss = sum(loss.detach() * n for _, loss, n in references.values()) / targets
@@ -157,3 +170,68 @@ def test_pack_trains_like_its_samples_alone(model_clip_dir, model_whisper_dir, t
         torch.testing.assert_close(
             out_padded.logits[row, : len(logits)].detach(), logits, rtol=0, atol=1e-4
         )
+
+
+def test_two_image_encoders_take_their_own_entries(model_clip_dir, model_siglip_dir, tokenizer):
+    """Two modalities of one type ("image": CLIP, "xray": SigLIP, both loaded by raw-image): each
+    dataset entry goes to the encoder its "type" names, interleaved in any order."""
+    from helpers.tiny_models import LLM_HIDDEN, tiny_llm
+
+    from mmgen import MultimodalModel
+    from mmgen.modalities import ImageConfig, ImageModality
+
+    torch.manual_seed(0)
+    image = ImageModality(ImageConfig(hidden_size=LLM_HIDDEN, encoder=str(model_clip_dir)))
+    xray = ImageModality(ImageConfig(hidden_size=LLM_HIDDEN, encoder=str(model_siglip_dir)))
+    model = MultimodalModel(language_model=tiny_llm(), modalities={"image": image, "xray": xray})
+    media = {"a": {"xray": [1, 2], "image": [3]}, "b": {"image": [4, 5]}, "c": {"xray": [6]}}
+    rows = [
+        {"id": "a", "text": "<xray> the <image> is <xray> red"},
+        {"id": "b", "conversations": [_user("<image> <image> ?"), _assistant("two")]},
+        {"id": "c", "text": "a dog <xray>"},
+        {"id": "d", "text": "no picture"},
+    ]
+    dataset = MultimodalDataset(_rows(rows, media), model.build_processor(tokenizer))
+    (batch,) = list(packed_dataloader(dataset, capacity=512, seed=0))
+    assert {name: len(b["values"]) for name, b in batch["modalities"].items()} == {
+        "image": 3,
+        "xray": 3,
+    }
+    with torch.no_grad():
+        out = model(**batch)
+        references = {i: _reference(model, dataset[k], media.get(i, {}))
+                      for k, i in enumerate(dataset.ids)}  # fmt: skip
+    bounds = itertools.pairwise(batch["cu_seqlens"].tolist())
+    for sample_id, (a, b) in zip(batch["sample_ids"], bounds, strict=True):
+        torch.testing.assert_close(out.logits[a:b], references[sample_id][0], rtol=0, atol=1e-4)
+    targets = sum(n for _, _, n in references.values())
+    expected = sum(loss * n for _, loss, n in references.values()) / targets
+    torch.testing.assert_close(out.loss, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_bad_samples_are_named_or_skipped_and_the_rest_trains(
+    model_clip_dir, model_whisper_dir, tokenizer
+):
+    model = tiny_multimodal(model_clip_dir, model_whisper_dir).train()
+    bad = [
+        {"id": "corrupt-image", "text": "<image> red",
+         "modalities": [{"type": "image", "value": b"\x89PNG but not really"}]},
+        {"id": "corrupt-audio", "text": "<audio> say",
+         "modalities": [{"type": "audio", "value": {"bytes": b"RIFF....WAVEfmt "}}]},
+        {"id": "missing-file", "text": "<image>",
+         "modalities": [{"type": "image", "value": {"path": "/nonexistent/x.png"}}]},
+        {"id": "mismatch", "text": "<image> <image>",
+         "modalities": [{"type": "image", "value": _png(1)}]},
+    ]  # fmt: skip
+    rows = _rows(ROWS, MEDIA)
+    with pytest.raises(DataError, match=r"'corrupt-image'.*field modalities\[0\] \(image\)"):
+        MultimodalDataset([*rows[:2], *bad], model.build_processor(tokenizer))
+
+    processor = model.build_processor(tokenizer, on_error="skip")
+    dataset = MultimodalDataset([*rows[:2], *bad, *rows[2:]], processor)
+    assert dataset.ids == [row["id"] for row in ROWS]
+    assert dataset.report().startswith("5 of 9 samples kept; skipped 4 of 9 samples (4 bad sample)")
+    (batch,) = list(packed_dataloader(dataset, capacity=512))
+    loss = model(**batch).loss
+    loss.backward()
+    assert torch.isfinite(loss) and model.modalities["audio"].projector[0].weight.grad is not None
