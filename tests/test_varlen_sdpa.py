@@ -91,3 +91,11 @@ def test_bad_layouts_are_clear_errors():
         varlen_sdpa_attention(module, q, q, q, None, cu_seq_lens_q=cu, cu_seq_lens_k=cu.flip(0))
     out, _ = varlen_sdpa_attention(module, q, q, q, None, cu_seq_lens_q=cu, cu_seq_lens_k=cu)
     assert out.shape == (1, 6, 4, 8)
+
+
+def test_from_pretrained_accepts_the_name(tmp_path):
+    tiny_llm().save_pretrained(tmp_path)
+    llm = transformers.AutoModelForCausalLM.from_pretrained(
+        tmp_path, attn_implementation=VARLEN_SDPA
+    )
+    assert llm.config._attn_implementation == VARLEN_SDPA

@@ -9,8 +9,11 @@ Everything goes through the real pipeline: ``model.build_processor`` (``Multimod
 or ``padded_dataloader`` (``PaddedCollator``) -> ``MultimodalModel.forward`` -> backward. The
 samples are a long-tail mix: text lengths lognormal (words, one token each), 0-3 images each.
 
-Only the steps are timed (batches are collated beforehand). The layouts alternate in rounds, and
-each figure is a median over rounds, so a burst of load from other users hits both layouts.
+Three rows: the packs with ``mmgen_varlen_sdpa`` (sdpa per sample), the same packs with sdpa and
+the ``(T, T)`` block-diagonal mask, and the padded batches with sdpa. Only the steps are timed
+(batches are collated beforehand). The layouts take turns in rounds and each figure is a median
+over rounds, so a burst of load from other users hits every layout. One torch thread by default:
+beside other jobs on this 2-core machine, 2 OpenMP threads made the same steps up to 50x slower.
 """
 
 from __future__ import annotations
