@@ -73,7 +73,8 @@ def extension():
     sources += sorted(str(p.relative_to(ROOT)) for p in (ROOT / "csrc" / "cpu").glob("*.cpp"))
     opt = ["-O0", "-g"] if os.environ.get("MMGEN_DEBUG") == "1" else ["-O3"]
     include_dirs = [str(ROOT / "csrc" / "include"), str(write_build_info(with_cuda, arch))]
-    cxx = ["-std=c++17", *opt, "-fopenmp", "-DMMGEN_WITH_CUDA=" + ("1" if with_cuda else "0")]
+    # torch 2.13+ headers need C++20 (with C++17 the CUDA build fails on at::symint::sizes)
+    cxx = ["-std=c++20", *opt, "-fopenmp", "-DMMGEN_WITH_CUDA=" + ("1" if with_cuda else "0")]
     kwargs = {"extra_link_args": ["-fopenmp"]}
     if not with_cuda:
         return cpp_extension.CppExtension(
@@ -88,7 +89,7 @@ def extension():
     # pip's CUDA wheels keep headers such as cusparse.h (needed by ATen/cuda) beside torch
     nvidia = Path(torch.__file__).parent.parent / "nvidia"
     include_dirs += [str(p) for p in sorted(nvidia.glob("cu*/include"))]
-    nvcc = [*opt, "-std=c++17", "--expt-relaxed-constexpr", "-DMMGEN_WITH_CUDA=1"]
+    nvcc = [*opt, "-std=c++20", "--expt-relaxed-constexpr", "-DMMGEN_WITH_CUDA=1"]
     return cpp_extension.CUDAExtension(
         "mmgen._C", sources, include_dirs=include_dirs,
         extra_compile_args={"cxx": cxx, "nvcc": nvcc}, **kwargs,

@@ -163,7 +163,10 @@ def test_meta_tensors():
     assert out.device.type == "meta" and out.shape == (3, 7, 5)
 
 
-@pytest.mark.parametrize("backend", ["aot_eager", "inductor"])
+@pytest.mark.parametrize(
+    "backend",
+    ["aot_eager", pytest.param("inductor", marks=pytest.mark.slow)],  # ~10 s cold
+)
 def test_torch_compile_fullgraph(backend):
     torch._dynamo.reset()
     case = make_case((2, 30), placeholder_ids=[-1, -2], seed=11)

@@ -165,6 +165,24 @@ def test_opcheck():
         torch.library.opcheck(op, args)
 
 
+def test_compiles_with_fullgraph():
+    """The fake kernels' dynamic sizes (T, max_seqlen) trace: no graph break, same results."""
+
+    def pipeline(x, lengths):
+        meta = ops.varlen_metadata(lengths)
+        padded = ops.pad_varlen(x, meta.cu_seqlens, meta.max_seqlen)
+        mask = ops.block_diagonal_causal_mask(meta.cu_seqlens)
+        return ops.unpad_varlen(padded * 2, lengths), meta.position_ids, mask
+
+    x = torch.randn(10, 3, requires_grad=True)
+    lengths = torch.tensor([3, 6, 0, 1])
+    compiled = torch.compile(pipeline, backend="aot_eager", fullgraph=True)(x, lengths)
+    for got, want in zip(compiled, pipeline(x, lengths), strict=True):
+        assert torch.equal(got, want)
+    (grad,) = torch.autograd.grad(compiled[0].sum(), x)
+    assert torch.equal(grad, torch.full_like(x, 2.0))
+
+
 # --- bad input raises a clear Python error
 
 

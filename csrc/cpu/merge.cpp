@@ -1,18 +1,24 @@
 // CPU kernels of the fused embedding merge (schemas in csrc/ops.cpp, row logic in merge.h).
 //
 // Forward: one cheap sequential pass over input_ids ranks every placeholder position and checks
-// every id; then the output rows are copied in parallel at memcpy speed.
-// Backward: the table's gradient is deterministic without atomics: a stable counting sort of the
-// text positions by token id, then every table row is summed by exactly one thread in position
-// order. A placeholder's gradient is a gather of its positions' rows.
+// every id; a counting sort orders the positions by the table row they read; then the output
+// rows are copied in parallel at memcpy speed.
+// Backward: the table's gradient is deterministic without atomics: the same stable counting sort
+// of the text positions by token id, then every table row is summed by exactly one thread in
+// position order. A placeholder's gradient is a gather of its positions' rows.
+#include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
-#include <ATen/Dispatch.h>
 #include <torch/library.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <tuple>
 #include <vector>
+
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
 
 #include "mmgen/merge.h"
 #include "mmgen/merge_args.h"
@@ -21,9 +27,37 @@ namespace mmgen {
 namespace merge {
 namespace {
 
-// Rows per parallel chunk: about 256 KiB, enough to amortise the task start.
+// Rows per parallel chunk: about 1 MiB. Waking a second thread costs more than copying less than
+// that, above all on a busy machine where the woken thread may wait for a core.
 int64_t grain_rows(int64_t row_bytes) {
-  return std::max<int64_t>(1, (int64_t{256} << 10) / std::max<int64_t>(1, row_bytes));
+  return std::max<int64_t>(1, (int64_t{1} << 20) / std::max<int64_t>(1, row_bytes));
+}
+
+// A fresh output of hundreds of MB costs more in 4 KiB page faults than in copying (measured
+// here: 25 ms to allocate and copy 128 MiB, 3 ms to copy into touched memory). Asking for
+// transparent huge pages (THP "madvise" mode) makes that one fault per 2 MiB. Only advice: the
+// kernel may ignore it, and the 2 MiB-aligned interior is all it can apply to.
+at::Tensor empty_rows(at::IntArrayRef shape, const at::TensorOptions& options) {
+  at::Tensor t = at::empty(shape, options);
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+  constexpr uintptr_t kHuge = uintptr_t{2} << 20;
+  const auto begin = reinterpret_cast<uintptr_t>(t.data_ptr());
+  const uintptr_t first = (begin + kHuge - 1) & ~(kHuge - 1);
+  const uintptr_t last = (begin + t.nbytes()) & ~(kHuge - 1);
+  if (last > first) madvise(reinterpret_cast<void*>(first), last - first, MADV_HUGEPAGE);
+#endif
+  return t;
+}
+
+// The table's gradient is mostly rows of ids absent from the batch (~60% for T=16384, V=32000).
+// calloc hands out a large block as fresh zero pages (no memset), so those rows are never
+// written nor even faulted in: ~25% faster forward+backward here than writing every row.
+at::Tensor zero_rows(int64_t rows, int64_t hidden, const at::TensorOptions& options) {
+  const size_t element = c10::elementSize(c10::typeMetaToScalarType(options.dtype()));
+  void* data = std::calloc(static_cast<size_t>(rows * hidden), element);
+  TORCH_CHECK(data != nullptr || rows * hidden == 0, "packed_merge_backward: could not allocate ",
+              rows, " x ", hidden, " gradient rows");
+  return at::from_blob(data, {rows, hidden}, [](void* p) { std::free(p); }, options);
 }
 
 // slot[t] (-1 for text) and rank[t] (the feature row, or the token id for text) of every
@@ -53,17 +87,40 @@ Layout classify(const at::Tensor& ids, at::IntArrayRef shape, const Sources& s) 
   return layout;
 }
 
+// A stable counting sort of the positions by the table row they read: order[start[v] ..
+// start[v+1]) are the text positions holding id v, in position order; the placeholder positions
+// follow from start[vocab] on.
+struct SourceOrder {
+  std::vector<int64_t> start;
+  std::vector<int64_t> order;
+};
+
+SourceOrder sort_by_source(const Layout& layout, int64_t vocab) {
+  const int64_t total = static_cast<int64_t>(layout.slot.size());
+  auto key = [&](int64_t t) { return layout.slot[t] < 0 ? layout.rank[t] : vocab; };
+  SourceOrder s{std::vector<int64_t>(vocab + 2, 0), std::vector<int64_t>(total)};
+  for (int64_t t = 0; t < total; ++t) ++s.start[key(t) + 1];
+  for (int64_t v = 0; v <= vocab; ++v) s.start[v + 1] += s.start[v];
+  std::vector<int64_t> cursor(s.start.begin(), s.start.end() - 1);
+  for (int64_t t = 0; t < total; ++t) s.order[cursor[key(t)]++] = t;
+  return s;
+}
+
 at::Tensor packed_merge_cpu(const at::Tensor& input_ids, const at::Tensor& weight,
                             at::TensorList features, at::IntArrayRef placeholder_ids,
                             bool /*validate: the CPU checks cost nothing, so they always run*/) {
   Inputs in = prepare(input_ids, weight, features, placeholder_ids);
   const Layout layout = classify(in.ids, input_ids.sizes(), in.sources);
+  // Reading the table in row order rather than position order lets the hardware prefetchers
+  // follow: ~25% faster here for T=16384 random ids than a gather in position order.
+  const SourceOrder by_source = sort_by_source(layout, in.sources.vocab);
   // every row is written below, so no zero fill
-  at::Tensor out = at::empty(out_shape(input_ids, in.hidden), weight.options());
+  at::Tensor out = empty_rows(out_shape(input_ids, in.hidden), weight.options());
   const int64_t row_bytes = in.hidden * weight.element_size();
   char* dst = static_cast<char*>(out.data_ptr());
   at::parallel_for(0, in.ids.numel(), grain_rows(row_bytes), [&](int64_t begin, int64_t end) {
-    for (int64_t t = begin; t < end; ++t) {
+    for (int64_t i = begin; i < end; ++i) {
+      const int64_t t = by_source.order[i];
       const char* src = source_row(in.sources, layout.slot[t], layout.rank[t], layout.rank[t]);
       copy_row<char>(dst + t * row_bytes, src, row_bytes, 0, 1);
     }
@@ -71,26 +128,16 @@ at::Tensor packed_merge_cpu(const at::Tensor& input_ids, const at::Tensor& weigh
   return out;
 }
 
-// The table's gradient: row v = sum of grad rows at the text positions holding v, in position
-// order, each row summed by one thread. Work is split by rows + positions so a frequent token
-// does not leave one thread with most of the work.
+// The table's gradient into zeroed memory: row v = sum of grad rows at the text positions holding
+// v, in position order, each row summed by one thread; rows of absent ids stay untouched. Work is
+// split by rows + positions so a frequent token does not leave one thread with most of the work.
 template <typename scalar_t>
-void table_grad(at::Tensor& out, const at::Tensor& grad, const Layout& layout, int64_t vocab) {
+void table_grad(at::Tensor& out, const at::Tensor& grad, const SourceOrder& by_id) {
   using acc_t = at::opmath_type<scalar_t>;
   constexpr int kTile = 64;
-  const int64_t total = static_cast<int64_t>(layout.slot.size());
+  const std::vector<int64_t>& start = by_id.start;
+  const int64_t vocab = out.size(0);
   const int64_t hidden = grad.size(1);
-  // stable counting sort of text positions by token id: start[v] .. start[v+1] in `order`
-  std::vector<int64_t> start(vocab + 1, 0);
-  for (int64_t t = 0; t < total; ++t) {
-    if (layout.slot[t] < 0) ++start[layout.rank[t] + 1];
-  }
-  for (int64_t v = 0; v < vocab; ++v) start[v + 1] += start[v];
-  std::vector<int64_t> order(start[vocab]);
-  std::vector<int64_t> cursor(start.begin(), start.end() - 1);
-  for (int64_t t = 0; t < total; ++t) {
-    if (layout.slot[t] < 0) order[cursor[layout.rank[t]]++] = t;
-  }
   const scalar_t* g = grad.const_data_ptr<scalar_t>();
   const int64_t g_stride = grad.stride(0);
   scalar_t* w = out.data_ptr<scalar_t>();
@@ -100,24 +147,25 @@ void table_grad(at::Tensor& out, const at::Tensor& grad, const Layout& layout, i
     int64_t lo = 0, hi = vocab;
     while (lo < hi) {
       const int64_t mid = (lo + hi) / 2;
-      if (start[mid] + mid < cost) lo = mid + 1; else hi = mid;
+      if (start[mid] + mid < cost) {
+        lo = mid + 1;
+      } else {
+        hi = mid;
+      }
     }
     return lo;
   };
-  const int64_t work = vocab + start[vocab];
-  at::parallel_for(0, work, grain_rows(row_bytes), [&](int64_t b, int64_t e) {
+  at::parallel_for(0, vocab + start[vocab], grain_rows(row_bytes), [&](int64_t b, int64_t e) {
     for (int64_t v = first_row(b), end = first_row(e); v < end; ++v) {
       const int64_t n = start[v + 1] - start[v];
+      const int64_t* pos = by_id.order.data() + start[v];
       char* dst = reinterpret_cast<char*>(w + v * hidden);
-      if (n == 0) {
-        std::memset(dst, 0, row_bytes);  // all-zero bits are +0.0 in every float format
-      } else if (n == 1) {
-        copy_row<char>(dst, reinterpret_cast<const char*>(g + order[start[v]] * g_stride),
-                       row_bytes, 0, 1);
-      } else {
+      if (n == 1) {  // what sum_rows gives for one row, at memcpy speed
+        copy_row<char>(dst, reinterpret_cast<const char*>(g + pos[0] * g_stride), row_bytes, 0,
+                       1);
+      } else if (n > 1) {
         for (int64_t c = 0; c < hidden; c += kTile) {
-          sum_rows<scalar_t, acc_t, kTile>(w + v * hidden, g, g_stride, &order[start[v]], n, c,
-                                           1, hidden);
+          sum_rows<scalar_t, acc_t, kTile>(w + v * hidden, g, g_stride, pos, n, c, 1, hidden);
         }
       }
     }
@@ -128,17 +176,8 @@ std::tuple<at::Tensor, std::vector<at::Tensor>> packed_merge_backward_cpu(
     const at::Tensor& grad_out, const at::Tensor& input_ids, int64_t vocab_size,
     at::IntArrayRef feature_rows, at::IntArrayRef placeholder_ids, bool weight_grad,
     c10::List<bool> feature_grads) {
-  check_ids(input_ids, grad_out.device());
+  check_backward_args(grad_out, input_ids, feature_rows, placeholder_ids, feature_grads.size());
   const int64_t hidden = grad_out.size(-1);
-  TORCH_CHECK_VALUE(grad_out.dim() == input_ids.dim() + 1 &&
-                        grad_out.sizes().slice(0, input_ids.dim()) == input_ids.sizes(),
-                    "packed_merge_backward: grad_out has shape ", grad_out.sizes(),
-                    ", expected input_ids.shape + (H,) with input_ids.shape ", input_ids.sizes());
-  TORCH_CHECK_VALUE(feature_rows.size() == placeholder_ids.size() &&
-                        feature_grads.size() == placeholder_ids.size(),
-                    "packed_merge_backward: need one feature_rows and feature_grads entry per "
-                    "placeholder id, got ", feature_rows.size(), " and ", feature_grads.size(),
-                    " for ", placeholder_ids.size(), " ids");
   Sources s = classifier(placeholder_ids, vocab_size);
   for (int32_t k = 0; k < s.slots; ++k) s.feature_rows[k] = feature_rows[k];
   const at::Tensor ids = input_ids.contiguous().view(-1);
@@ -151,7 +190,7 @@ std::tuple<at::Tensor, std::vector<at::Tensor>> packed_merge_backward_cpu(
   const int64_t element = grad.element_size();
   for (int32_t k = 0; k < s.slots; ++k) {
     // unwanted gradients come back with 0 rows; every wanted row is written by the gather
-    grads[k] = at::empty({feature_grads.get(k) ? feature_rows[k] : 0, hidden}, options);
+    grads[k] = empty_rows({feature_grads.get(k) ? feature_rows[k] : 0, hidden}, options);
     dst.rows[k] = feature_grads.get(k) ? static_cast<char*>(grads[k].data_ptr()) : nullptr;
     dst.stride[k] = hidden * element;
   }
@@ -168,11 +207,12 @@ std::tuple<at::Tensor, std::vector<at::Tensor>> packed_merge_backward_cpu(
     }
   });
 
-  at::Tensor table = at::empty({weight_grad ? vocab_size : 0, hidden}, options);
+  at::Tensor table = zero_rows(weight_grad ? vocab_size : 0, hidden, options);
   if (weight_grad) {
+    const SourceOrder by_id = sort_by_source(layout, vocab_size);
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad.scalar_type(),
                                     "packed_merge_backward", [&] {
-                                      table_grad<scalar_t>(table, grad, layout, vocab_size);
+                                      table_grad<scalar_t>(table, grad, by_id);
                                     });
   }
   return {table, grads};

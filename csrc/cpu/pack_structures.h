@@ -1,6 +1,7 @@
 // Search structures behind plan_packs (csrc/cpu/plan_packs.cpp).
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <vector>
 
@@ -73,6 +74,18 @@ class MaxTree {
   }
 
   int64_t get(int64_t i) const { return node_[size_ + i]; }
+
+  // Room for n leaves, doubling (amortised O(1) per leaf); leaves keep their values.
+  void reserve(int64_t n) {
+    if (n <= size_) return;
+    int64_t size = size_;
+    while (size < n) size *= 2;
+    std::vector<int32_t> node(2 * size, -1);
+    std::copy(node_.begin() + size_, node_.end(), node.begin() + size);
+    for (int64_t i = size - 1; i >= 1; --i) node[i] = std::max(node[2 * i], node[2 * i + 1]);
+    node_.swap(node);
+    size_ = size;
+  }
 
   void set(int64_t i, int64_t value) {
     i += size_;

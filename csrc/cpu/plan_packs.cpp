@@ -37,21 +37,32 @@ struct Problem {
   int64_t items_of(int64_t i) const { return items ? items[i] : 0; }
 };
 
-// Sample indices by length, longest first; equal lengths keep dataset order.
-std::vector<int32_t> decreasing_order(const Problem& p) {
-  std::vector<int32_t> order(p.n);
+// Samples by length, longest first; equal lengths keep dataset order. The lengths are stored
+// beside the indices so the planners read them sequentially instead of gathering lengths[i].
+struct Sorted {
+  std::vector<int32_t> index;
+  std::vector<int32_t> length;
+};
+
+Sorted decreasing_order(const Problem& p) {
+  Sorted out{std::vector<int32_t>(p.n), std::vector<int32_t>(p.n)};
   if (p.capacity > 4 * p.n + 4096) {  // few samples, huge budget: a comparison sort is cheaper
-    for (int32_t i = 0; i < p.n; ++i) order[i] = i;
-    std::stable_sort(order.begin(), order.end(),
+    for (int32_t i = 0; i < p.n; ++i) out.index[i] = i;
+    std::stable_sort(out.index.begin(), out.index.end(),
                      [&](int32_t a, int32_t b) { return p.lengths[a] > p.lengths[b]; });
-    return order;
+    for (int64_t j = 0; j < p.n; ++j) out.length[j] = p.lengths[out.index[j]];
+    return out;
   }
   // counting sort on key = capacity - length, so ascending keys are descending lengths
   std::vector<int32_t> start(p.capacity + 2, 0);
   for (int64_t i = 0; i < p.n; ++i) ++start[p.capacity - p.lengths[i] + 1];
   for (int64_t k = 1; k < p.capacity + 2; ++k) start[k] += start[k - 1];
-  for (int32_t i = 0; i < p.n; ++i) order[start[p.capacity - p.lengths[i]]++] = i;
-  return order;
+  for (int64_t k = 0; k <= p.capacity; ++k) {  // runs of equal length, filled in order
+    std::fill(out.length.begin() + start[k], out.length.begin() + start[k + 1],
+              static_cast<int32_t>(p.capacity - k));
+  }
+  for (int32_t i = 0; i < p.n; ++i) out.index[start[p.capacity - p.lengths[i]]++] = i;
+  return out;
 }
 
 // Best fit without an item budget: packs sit in stacks keyed by their remaining tokens; the
@@ -62,8 +73,10 @@ int64_t best_fit(const Problem& p) {
   std::vector<int32_t> below;                     // per pack: the next pack in its stack
   below.reserve(static_cast<size_t>(p.n / 4 + 16));
   int32_t packs = 0;
-  for (int32_t i : decreasing_order(p)) {
-    const int64_t length = p.lengths[i];
+  const Sorted sorted = decreasing_order(p);
+  for (int64_t j = 0; j < p.n; ++j) {
+    const int32_t i = sorted.index[j];
+    const int64_t length = sorted.length[j];
     int64_t room = open.next(length);
     int32_t b;
     if (room < 0) {
@@ -96,8 +109,10 @@ int64_t best_fit_items(const Problem& p) {
   const auto key = [](int64_t items, int32_t b) {
     return (static_cast<uint64_t>(items) << 32) | (0xFFFFFFFFu - static_cast<uint32_t>(b));
   };
-  for (int32_t i : decreasing_order(p)) {
-    const int64_t length = p.lengths[i], k = p.items_of(i);
+  const Sorted sorted = decreasing_order(p);
+  for (int64_t j = 0; j < p.n; ++j) {
+    const int32_t i = sorted.index[j];
+    const int64_t length = sorted.length[j], k = p.items_of(i);
     int64_t room = most_items.leftmost(length, k);
     int32_t b;
     if (room < 0) {
@@ -125,15 +140,20 @@ int64_t best_fit_items(const Problem& p) {
 // budget the search prunes on both maxima; that stays exact, though a subtree can pass both
 // prunes without one pack passing both, so it may visit more than O(log N) nodes.
 int64_t first_fit(const Problem& p) {
-  MaxTree tokens_left(std::max<int64_t>(p.n, 1));
-  MaxTree items_left(p.items ? std::max<int64_t>(p.n, 1) : 1);
+  // the trees grow with the packs (about N / 20 here), which keeps them in cache
+  MaxTree tokens_left(1024);
+  MaxTree items_left(1024);
   const MaxTree* item_budget = p.items ? &items_left : nullptr;
   int64_t packs = 0;
-  for (int32_t i : decreasing_order(p)) {
-    const int64_t length = p.lengths[i], k = p.items_of(i);
+  const Sorted sorted = decreasing_order(p);
+  for (int64_t j = 0; j < p.n; ++j) {
+    const int32_t i = sorted.index[j];
+    const int64_t length = sorted.length[j], k = p.items_of(i);
     int64_t b = tokens_left.leftmost(0, length, item_budget, k);
     if (b < 0) {
       b = packs++;
+      tokens_left.reserve(packs);
+      if (item_budget) items_left.reserve(packs);
       tokens_left.set(b, p.capacity);
       if (item_budget) items_left.set(b, p.max_items);
     }

@@ -11,7 +11,7 @@
 #include <tuple>
 
 #include "mmgen/varlen.h"
-#include "mmgen/varlen_checks.h"
+#include "mmgen/varlen_host.h"
 
 namespace mmgen {
 namespace {
@@ -21,13 +21,6 @@ using varlen::Extent;
 // Tokens (or rows) per parallel chunk: big enough that scheduling costs nothing next to the
 // copies, small enough that both cores get work on short packs.
 constexpr int64_t kGrain = 2048;
-
-// Elements per token row: the product of the trailing dims (1 for a 1-D tensor).
-int64_t row_numel(const at::Tensor& x, int64_t first_trailing_dim) {
-  int64_t numel = 1;
-  for (int64_t d = first_trailing_dim; d < x.dim(); ++d) numel *= x.size(d);
-  return numel;
-}
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, c10::SymInt> varlen_metadata_cpu(
     const at::Tensor& lengths) {
@@ -78,15 +71,13 @@ at::Tensor pad_varlen_cpu(const at::Tensor& x, const at::Tensor& cu_seqlens, int
   const at::Tensor src = x.contiguous();
   const at::Tensor cu = cu_seqlens.contiguous();
   const int64_t n_seq = cu.numel() - 1;
-  std::vector<int64_t> shape = {n_seq, max_seqlen};
-  shape.insert(shape.end(), x.sizes().begin() + 1, x.sizes().end());
-  at::Tensor out = at::empty(shape, x.options());
-  AT_DISPATCH_ALL_TYPES_AND3(at::kHalf, at::kBFloat16, at::kBool, x.scalar_type(), "pad_varlen",
-                             [&] {
-                               pad_rows(src.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(),
-                                        cu.data_ptr<int32_t>(), n_seq * max_seqlen, max_seqlen,
-                                        row_numel(x, 1), value.to<scalar_t>());
-                             });
+  at::Tensor out = at::empty(varlen::padded_shape(x, n_seq, max_seqlen), x.options());
+  const int64_t width = varlen::row_numel(x, 1);
+  AT_DISPATCH_ALL_TYPES_AND3(at::kHalf, at::kBFloat16, at::kBool, x.scalar_type(),
+                             "pad_varlen", [&] {
+    pad_rows(src.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), cu.data_ptr<int32_t>(),
+             n_seq * max_seqlen, max_seqlen, width, value.to<scalar_t>());
+  });
   return out;
 }
 
@@ -95,15 +86,13 @@ at::Tensor unpad_varlen_cpu(const at::Tensor& x, const at::Tensor& lengths) {
   const at::Tensor offsets = varlen::host_cu_seqlens(lengths, "unpad_varlen", &extent);
   varlen::check_unpad_args(x, lengths, extent, "unpad_varlen");
   const at::Tensor src = x.contiguous();
-  std::vector<int64_t> shape = {extent.total};
-  shape.insert(shape.end(), x.sizes().begin() + 2, x.sizes().end());
-  at::Tensor out = at::empty(shape, x.options());
+  at::Tensor out = at::empty(varlen::unpadded_shape(x, extent.total), x.options());
+  const int64_t width = varlen::row_numel(x, 2);
   AT_DISPATCH_ALL_TYPES_AND3(at::kHalf, at::kBFloat16, at::kBool, x.scalar_type(),
                              "unpad_varlen", [&] {
-                               unpad_rows(src.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(),
-                                          offsets.data_ptr<int32_t>(), lengths.numel(),
-                                          x.size(1), extent.total, row_numel(x, 2));
-                             });
+    unpad_rows(src.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), offsets.data_ptr<int32_t>(),
+               lengths.numel(), x.size(1), extent.total, width);
+  });
   return out;
 }
 
@@ -111,14 +100,13 @@ at::Tensor block_diagonal_causal_mask_cpu(const at::Tensor& cu_seqlens,
                                           std::optional<at::ScalarType> dtype) {
   const char* op = "block_diagonal_causal_mask";
   const Extent extent = varlen::check_cu_seqlens(cu_seqlens, op);
-  const at::ScalarType type = dtype.value_or(at::kFloat);
-  TORCH_CHECK_TYPE(at::isFloatingType(type), op, ": dtype must be a floating type (the mask is ",
-                   "added to attention scores), got ", type);
+  const at::ScalarType type = varlen::mask_dtype(dtype);
   const at::Tensor cu = cu_seqlens.contiguous();
   const int64_t n_seq = cu.numel() - 1, total = extent.total;
   at::Tensor out = at::empty({1, 1, total, total}, cu_seqlens.options().dtype(type));
   const int32_t* cu_ptr = cu.data_ptr<int32_t>();
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, type, "block_diagonal_causal_mask", [&] {
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, type,
+                                  "block_diagonal_causal_mask", [&] {
     const scalar_t hidden = std::numeric_limits<scalar_t>::lowest();
     const scalar_t visible = scalar_t(0);
     scalar_t* dst = out.data_ptr<scalar_t>();

@@ -19,6 +19,14 @@ app = typer.Typer(
 app.command("doctor")(doctor.doctor)
 app.add_typer(bench.app, name="bench")
 
+# codegen: spec-first modality generation and the project scaffold
+from mmgen.cli import init, new_modality, specs, validate  # noqa: E402
+
+app.command("init")(init.init)
+app.command("new-modality")(new_modality.new_modality)
+app.add_typer(specs.app, name="specs")
+app.command("validate")(validate.validate)
+
 
 def main() -> None:
     app(prog_name="mmgen")

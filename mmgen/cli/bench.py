@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
 app = typer.Typer(
@@ -9,6 +11,57 @@ app = typer.Typer(
     no_args_is_help=True,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+# --- merge (fused packed embedding merge) ---
+@app.command("merge")
+def merge(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    small: Annotated[
+        bool, typer.Option("--small", help="A small case (T=2048, H=512, V=8000): seconds.")
+    ] = False,
+    tokens: Annotated[int | None, typer.Option(help="Packed tokens T (default 16384).")] = None,
+    hidden: Annotated[int | None, typer.Option(help="Hidden size H (default 2048).")] = None,
+    vocab: Annotated[int | None, typer.Option(help="Vocabulary size V (default 32000).")] = None,
+    threads: Annotated[int, typer.Option(help="torch CPU threads.")] = 2,
+    dtype: Annotated[
+        list[str] | None, typer.Option(help="fp32 or bf16; repeat for both (default both).")
+    ] = None,
+) -> None:
+    """packed_merge vs the HF-style, index and copy paths: forward and forward+backward."""
+    from mmgen.bench.merge import DTYPES, run
+
+    dtypes = dtype or list(DTYPES)
+    unknown = sorted(set(dtypes) - set(DTYPES))
+    if unknown:
+        raise typer.BadParameter(f"unknown dtype {unknown}; choose from {sorted(DTYPES)}")
+    default = (2048, 512, 8000) if small else (16384, 2048, 32000)
+    t, h, v = (
+        given or fallback for given, fallback in zip((tokens, hidden, vocab), default, strict=True)
+    )
+    typer.echo(run(tokens=t, hidden=h, vocab=v, threads=threads, dtypes=dtypes, as_json=as_json))
+
+
+# --- pack (token-budget packing, issue: varlen) ---
+@app.command("pack")
+def pack(
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
+    small: bool = typer.Option(False, "--small", help="20,000 samples instead of 1,000,000."),
+    num_samples: int | None = typer.Option(
+        None, "-n", "--num-samples", min=1, help="Samples per length distribution (default 1M)."
+    ),
+    capacity: int | None = typer.Option(
+        None,
+        "--capacity",
+        min=1,
+        help="Tokens per pack for both distributions (default 2048 for gamma, 8192 lognormal).",
+    ),
+) -> None:
+    """plan_packs vs pad-to-longest, next fit, Python bisect BFD and TRL; packed metadata."""
+    from mmgen.bench.pack import run
+
+    n = num_samples or (20_000 if small else 1_000_000)
+    typer.echo(run(num_samples=n, capacity=capacity, as_json=as_json))
 
 
 # --- step (packed vs padded training step, issue 4) ---

@@ -116,6 +116,24 @@ inline Inputs prepare(const at::Tensor& input_ids, const at::Tensor& weight,
   return in;
 }
 
+inline void check_backward_args(const at::Tensor& grad_out, const at::Tensor& input_ids,
+                                at::IntArrayRef feature_rows, at::IntArrayRef placeholder_ids,
+                                size_t feature_flags) {
+  check_ids(input_ids, grad_out.device());
+  TORCH_CHECK_TYPE(at::isFloatingType(grad_out.scalar_type()),
+                   "packed_merge_backward: grad_out must be floating point, got ",
+                   grad_out.scalar_type());
+  TORCH_CHECK_VALUE(grad_out.dim() == input_ids.dim() + 1 &&
+                        grad_out.sizes().slice(0, input_ids.dim()) == input_ids.sizes(),
+                    "packed_merge_backward: grad_out has shape ", grad_out.sizes(),
+                    ", expected input_ids.shape + (H,) with input_ids.shape ", input_ids.sizes());
+  TORCH_CHECK_VALUE(feature_rows.size() == placeholder_ids.size() &&
+                        feature_flags == placeholder_ids.size(),
+                    "packed_merge_backward: need one feature_rows and feature_grads entry per "
+                    "placeholder id, got ", feature_rows.size(), " and ", feature_flags, " for ",
+                    placeholder_ids.size(), " ids");
+}
+
 // The output's shape: input_ids.shape + (H,).
 inline std::vector<int64_t> out_shape(const at::Tensor& input_ids, int64_t hidden) {
   std::vector<int64_t> shape(input_ids.sizes().begin(), input_ids.sizes().end());

@@ -1,4 +1,5 @@
-// Host-side argument checks of the variable-length ops, shared by the CPU and CUDA entry points.
+// Host-side argument checks and output shapes of the variable-length ops, shared by the CPU and
+// CUDA entry points.
 // The CUDA ops copy the (small, N+1) cu_seqlens / lengths to the host once anyway — they need
 // T and the longest length there to size their outputs — so every value check runs here on the
 // host copy and both backends raise the same Python errors (TORCH_CHECK_VALUE -> ValueError,
@@ -9,6 +10,8 @@
 
 #include <cstdint>
 #include <limits>
+#include <optional>
+#include <vector>
 
 namespace mmgen {
 namespace varlen {
@@ -84,10 +87,31 @@ inline void check_unpad_args(const at::Tensor& x, const at::Tensor& lengths,
                     " does not fit x's max_seqlen of ", x.size(1));
 }
 
-inline void check_same_device(const at::Tensor& a, const at::Tensor& b, const char* op,
-                              const char* name_a, const char* name_b) {
-  TORCH_CHECK_VALUE(a.device() == b.device(), op, ": ", name_a, " is on ", a.device(), " but ",
-                    name_b, " is on ", b.device());
+// Elements per token row: the product of the dims from first_trailing_dim on (1 if none).
+inline int64_t row_numel(const at::Tensor& x, int64_t first_trailing_dim) {
+  int64_t numel = 1;
+  for (int64_t d = first_trailing_dim; d < x.dim(); ++d) numel *= x.size(d);
+  return numel;
+}
+
+// (T, ...) -> (N, max_seqlen, ...) and (N, S, ...) -> (T, ...).
+inline std::vector<int64_t> padded_shape(const at::Tensor& x, int64_t n_seq, int64_t max_seqlen) {
+  std::vector<int64_t> shape = {n_seq, max_seqlen};
+  shape.insert(shape.end(), x.sizes().begin() + 1, x.sizes().end());
+  return shape;
+}
+
+inline std::vector<int64_t> unpadded_shape(const at::Tensor& x, int64_t total) {
+  std::vector<int64_t> shape = {total};
+  shape.insert(shape.end(), x.sizes().begin() + 2, x.sizes().end());
+  return shape;
+}
+
+inline at::ScalarType mask_dtype(std::optional<at::ScalarType> dtype) {
+  const at::ScalarType type = dtype.value_or(at::kFloat);
+  TORCH_CHECK_TYPE(at::isFloatingType(type), "block_diagonal_causal_mask: dtype must be a ",
+                   "floating type (the mask is added to attention scores), got ", type);
+  return type;
 }
 
 }  // namespace varlen

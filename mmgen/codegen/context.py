@@ -1,0 +1,252 @@
+"""From a validated spec to the values the modality templates read, and the choice of template
+for each generated file. Everything that depends on the spec's kinds is decided here, in Python,
+so each template stays a small, straight file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from mmgen.formula import parse
+from mmgen.spec import Spec
+
+BUILTIN_ENCODERS = {
+    "conv1d": "mmgen.signal_encoders.Conv1dEncoder",
+    "mlp": "mmgen.signal_encoders.MLPEncoder",
+}
+# names the templates define or import themselves: an imported spec class must not shadow them
+_TEMPLATE_NAMES = {
+    "Any",
+    "AutoModality",
+    "AutoModalityLoader",
+    "BaseModality",
+    "BaseModalityConfig",
+    "BaseModalityLoader",
+    "BaseModalityProcessor",
+    "LinearProjector",
+    "MLPProjector",
+    "SignalPreprocessor",
+    "RawAudioLoader",
+    "RawImageLoader",
+    "TokenDownsample",
+    "Path",
+    "np",
+    "torch",
+    "math",
+    "pytest",
+    "Image",
+    "io",
+    "soundfile",
+    "MODALITY_VALUE_KEY",
+    "NUM_EMBEDDINGS_KEY",
+    "DataError",
+    "encoder_width",
+    "evaluate",
+    "load_encoder",
+    "load_encoder_config",
+    "pad_items",
+    "pretrained_path",
+    "select_hidden_state",
+    "temporal_pool",
+    "save_tiny_model",
+    "save_tiny_processor",
+    "synthetic_value",
+}
+
+
+@dataclass(frozen=True)
+class ConfigField:
+    """One argument of the generated config's ``__init__``. ``default`` is a Python value; a
+    dict default is written as ``None`` in the signature and filled in the body.
+    """
+
+    name: str
+    annotation: str
+    default: Any
+    doc: str
+
+    @property
+    def mutable(self) -> bool:
+        return isinstance(self.default, (dict, list))
+
+
+@dataclass(frozen=True)
+class Imported:
+    module: str
+    name: str
+
+    @classmethod
+    def of(cls, dotted: str) -> Imported:
+        module, _, name = dotted.rpartition(".")
+        return cls(module, name)
+
+
+def config_fields(spec: Spec) -> list[ConfigField]:
+    enc, proc = spec.encoder, spec.processor
+    fields = [
+        ConfigField("hidden_size", "int", spec.config.hidden_size, "width of the LLM embeddings"),
+        ConfigField("max_batch_size", "int", spec.config.max_batch_size, "items per encoder call"),
+    ]
+    if enc.kind == "transformers":
+        fields.append(ConfigField("encoder_name_or_path", "str", enc.pretrained, "encoder weights"))
+        fields.append(
+            ConfigField(
+                "hidden_state",
+                "int | None",
+                enc.hidden_state,
+                "encoder layer to take (None: the last hidden state)",
+            )
+        )
+    else:
+        fields.append(
+            ConfigField(
+                "encoder_options",
+                "dict[str, Any] | None",
+                dict(enc.options),
+                "encoder keyword arguments, over the spec's",
+            )
+        )
+    if proc.kind == "transformers":
+        fields.append(
+            ConfigField("processor_name_or_path", "str", proc.pretrained, "processor files")
+        )
+    else:
+        fields += [
+            ConfigField("sampling_rate", "int | None", proc.sampling_rate, "resample to (Hz)"),
+            ConfigField("length", "int | None", proc.length, "crop or pad to (samples)"),
+            ConfigField("normalize", "str", proc.normalize, "zscore, minmax or none"),
+            ConfigField("channels", "int", proc.channels, "signal channels"),
+        ]
+    fields += [
+        ConfigField("downsample_mode", "str", enc.downsample.mode, "avg or concat"),
+        ConfigField("downsample_factor", "int", enc.downsample.factor, "tokens merged into one"),
+    ]
+    if enc.frames is not None:
+        fields.append(
+            ConfigField(
+                "temporal_pool", "int", enc.frames.temporal_pool, "frames averaged into one"
+            )
+        )
+    if spec.projector.kind == "mlp":
+        fields += [
+            ConfigField("projector_layers", "int", spec.projector.layers, "linear layers"),
+            ConfigField(
+                "projector_activation", "str", spec.projector.activation, "activation between them"
+            ),
+        ]
+    fields += [
+        ConfigField("train_encoder", "bool", spec.trainable.encoder, "encoder trains by default"),
+        ConfigField("train_projector", "bool", spec.trainable.projector, "projector trains"),
+        ConfigField("loader", "str", spec.loader_name, "loader registry name"),
+        ConfigField("placeholder", "str", spec.placeholder_token, "placeholder in the text"),
+    ]
+    return fields
+
+
+def num_embeddings_code(spec: Spec, fields: list[ConfigField]) -> dict[str, Any]:
+    """How the generated processor counts embeddings: a fixed number, or the spec's formula
+    kept as a string and evaluated by ``mmgen.formula.evaluate`` with the values it names.
+    """
+    if isinstance(spec.num_embeddings, int):
+        return {"fixed": spec.num_embeddings, "formula": None, "arguments": []}
+    formula = parse(spec.num_embeddings)
+    known = {f.name for f in fields}
+    for name in sorted(formula.config_fields - known):
+        raise spec.error(
+            ("num_embeddings",),
+            f"config.{name} is not a field of the generated config ({', '.join(sorted(known))})",
+        )
+    hf = spec.encoder.kind == "transformers"
+    if not hf:
+        for name in sorted(formula.encoder_fields - set(spec.encoder.options)):
+            raise spec.error(("num_embeddings",), f"encoder.{name} is not in encoder.options")
+    arguments = []
+    if formula.uses_shape:
+        arguments.append(("shape", "value.shape"))
+    if formula.encoder_fields:
+        arguments.append(
+            ("encoder", "self.encoder_config" if hf else "self.config.encoder_options")
+        )
+    if formula.config_fields:
+        arguments.append(("config", "self.config"))
+    return {"fixed": None, "formula": formula.source, "arguments": arguments}
+
+
+def processor_attribute(class_name: str) -> str:
+    """What the generated processor calls its transformers processor, as transformers'
+    ``ProcessorMixin`` does (mmgen's data pipeline reads e.g. ``feature_extractor.sampling_rate``).
+    """
+    for suffix, attribute in (
+        ("FeatureExtractor", "feature_extractor"),
+        ("ImageProcessor", "image_processor"),
+        ("ImageProcessorPil", "image_processor"),
+        ("Tokenizer", "tokenizer"),
+        ("TokenizerFast", "tokenizer"),
+    ):
+        if class_name.endswith(suffix):
+            return attribute
+    return "processor"
+
+
+def modality_templates(spec: Spec) -> dict[str, str]:
+    """Generated file name (inside the modality package) -> template."""
+    files = {
+        "__init__.py": "modality/__init__.py.jinja",
+        "config.py": "modality/config.py.jinja",
+        "processor.py": f"modality/processor_{spec.processor.kind}.py.jinja",
+        "modality.py": f"modality/modality_{_modality_variant(spec)}.py.jinja",
+    }
+    if spec.loader.decode is not None:
+        files["loader.py"] = f"loader/{spec.loader.decode}.py.jinja"
+    return files
+
+
+def _modality_variant(spec: Spec) -> str:
+    if spec.encoder.kind != "transformers":
+        return "module"
+    if spec.encoder.frames is not None:
+        return "frames"
+    return "sequence" if spec.encoder.variable_length else "pretrained"
+
+
+def build_context(
+    spec: Spec, *, package: str, spec_label: str, first_party: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """Everything the modality templates read. ``package`` is the import path of the generated
+    modality package (``demo.modalities.audio``, or ``audio`` for ``--out``).
+    """
+    names = spec.names
+    fields = config_fields(spec)
+    count = num_embeddings_code(spec, fields)
+    encoder_path = BUILTIN_ENCODERS.get(spec.encoder.kind, spec.encoder.class_)
+    encoder = Imported.of(encoder_path)
+    processor = Imported.of(spec.processor.class_) if spec.processor.class_ else None
+    generated = {names.loader_class, names.config_class, names.processor_class}
+    generated |= {names.modality_class}
+    for where, imported in ((("encoder", "class"), encoder), (("processor", "class"), processor)):
+        if imported is not None and imported.name in generated | _TEMPLATE_NAMES:
+            raise spec.error(where, f"class name {imported.name!r} clashes with a generated name")
+    if processor is not None and processor.name == encoder.name:
+        raise spec.error(("processor", "class"), "encoder and processor classes share a name")
+    return {
+        "header": f"# Generated by `mmgen new-modality` from spec {spec_label}; edit freely.",
+        "spec": spec,
+        "names": names,
+        "package": package,
+        "description": spec.description,
+        "fields": fields,
+        "encoder": encoder,
+        "processor": processor,
+        "count": count,
+        "reads_encoder_config": ("encoder", "self.encoder_config") in count["arguments"],
+        "spec_loader_name": spec.loader_name,
+        "loader_options": dict(spec.loader.options),
+        "processor_attribute": processor_attribute(processor.name) if processor else None,
+        "variable_length": spec.encoder.variable_length,
+        "frames": spec.encoder.frames is not None,
+        "test": spec.test,
+        "pretrained": spec.encoder.kind == "transformers",
+        "tiny_processor": spec.processor.kind == "transformers" and spec.test.processor is not None,
+        "first_party": first_party,
+    }

@@ -1,0 +1,156 @@
+"""Rendering: a sandboxed jinja2 environment over ``templates/`` and the filters that put spec
+values into generated code safely, plus the anchor edit used to register a modality.
+
+Spec strings never reach generated code raw: ``py`` prints any value as a Python literal (strings
+always double-quoted with every special character escaped, so quotes, backslashes, newlines and
+``{{ }}`` stay data), ``docline`` makes one safe line of docstring or comment text.
+"""
+
+from __future__ import annotations
+
+import math
+import textwrap
+from pathlib import Path
+from typing import Any
+
+from jinja2 import FileSystemLoader, StrictUndefined
+from jinja2.sandbox import SandboxedEnvironment
+
+from mmgen.codegen.imports import import_block
+from mmgen.errors import MmgenError
+from mmgen.resources import templates_dir
+
+_INLINE_WIDTH = 56  # literals longer than this are written one item per line (format-stable)
+
+
+def environment(root: Path | None = None) -> SandboxedEnvironment:
+    env = SandboxedEnvironment(
+        loader=FileSystemLoader(str(root or templates_dir())),
+        undefined=StrictUndefined,  # a missing value is an error, never an empty string
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        autoescape=False,  # the output is Python, escaped by `py`, not HTML
+    )
+    env.filters["py"] = py_literal
+    env.filters["docline"] = docline
+    env.filters["py_long"] = py_long_string
+    env.filters["wrap"] = wrap
+    env.globals["import_block"] = import_block
+    return env
+
+
+def render(template: str, context: dict[str, Any], root: Path | None = None) -> str:
+    return environment(root).get_template(template).render(**context)
+
+
+def py_string(text: str) -> str:
+    """``text`` as a double-quoted Python string literal (the quote style ruff format keeps)."""
+    out = ['"']
+    for char in text:
+        if char == '"':
+            out.append('\\"')
+        elif char == "\\":
+            out.append("\\\\")
+        else:
+            out.append(repr(char)[1:-1])  # \n, \t, \x00, lone surrogates ... escaped by repr
+    out.append('"')
+    return "".join(out)
+
+
+def py_long_string(text: str, prefix: int, width: int = 100) -> str:
+    """A string literal that starts ``prefix`` columns in: on one line when it fits ``width``,
+    else as parenthesised pieces split at spaces (ruff format keeps both as they are).
+    """
+    literal = py_string(text)
+    if prefix + len(literal) <= width:
+        return literal
+    pieces, current = [], ""
+    for word in text.split(" "):
+        candidate = f"{current} {word}" if current else word
+        if current and len(py_string(candidate)) > 60:
+            pieces.append(current + " ")
+            current = word
+        else:
+            current = candidate
+    pieces.append(current)
+    body = "".join(f"    {py_string(piece)}\n" for piece in pieces)
+    return f"(\n{body})"
+
+
+def py_literal(value: Any, indent: int | None = None) -> str:
+    """A Python literal for a JSON-like value. With ``indent`` (the column of the line the
+    literal starts on), a long list or dict is written one item per line with a trailing comma,
+    which ruff format keeps as it is at any line length.
+    """
+    if value is None or isinstance(value, bool):
+        return repr(value)
+    if isinstance(value, int):
+        return repr(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise MmgenError(f"{value!r} cannot be written into generated code")
+        return repr(value)
+    if isinstance(value, str):
+        return py_string(value)
+    if isinstance(value, (list, tuple, dict)):
+        items = (
+            [f"{py_string(str(k))}: {py_literal(v)}" for k, v in value.items()]
+            if isinstance(value, dict)
+            else [py_literal(v) for v in value]
+        )
+        opening, closing = ("{", "}") if isinstance(value, dict) else ("[", "]")
+        inline = opening + ", ".join(items) + closing
+        if indent is None or len(inline) <= _INLINE_WIDTH or not items:
+            return inline
+        if isinstance(value, dict):
+            items = [f"{py_string(str(k))}: {py_literal(v, indent + 4)}" for k, v in value.items()]
+        else:
+            items = [py_literal(v, indent + 4) for v in value]
+        pad = " " * (indent + 4)
+        return (
+            opening + "\n" + "".join(f"{pad}{item},\n" for item in items) + " " * indent + closing
+        )
+    raise MmgenError(f"a {type(value).__name__} cannot be written into generated code")
+
+
+def docline(text: str) -> str:
+    """One line of prose that is safe inside a docstring or after ``#``."""
+    flat = " ".join(str(text).split())
+    flat = "".join(ch if ch.isprintable() else " " for ch in flat)
+    return flat.replace("\\", "/").replace('"""', "'''").rstrip('"')
+
+
+def wrap(text: str, indent: int, width: int = 88) -> str:
+    """``docline`` text wrapped to ``width`` columns, continuation lines indented by ``indent``
+    (the first line is placed by the template).
+    """
+    lines = textwrap.wrap(docline(text), width - indent - 4, break_on_hyphens=False)
+    return ("\n" + " " * indent).join(lines)
+
+
+def insert_at_anchor(text: str, anchor: str, line: str, *, where: str) -> str:
+    """Return ``text`` with ``line`` in the sorted block of lines just above the ``anchor``
+    comment; unchanged when ``line`` is already there (so registering twice is a no-op).
+    A missing anchor is an error: silently appending could register in the wrong place.
+    """
+    lines = text.splitlines(keepends=True)
+    at = next((i for i, existing in enumerate(lines) if existing.strip() == anchor), None)
+    if at is None:
+        raise MmgenError(
+            f"{where}: anchor comment {anchor!r} not found; add it on its own line where"
+            " generated modalities should be registered"
+        )
+    if any(existing.rstrip("\n") == line for existing in lines):
+        return text
+    start = at
+    while start > 0 and lines[start - 1].startswith(_block_prefix(line)):
+        start -= 1
+    block = sorted([*lines[start:at], line + "\n"])
+    return "".join(lines[:start] + block + lines[at:])
+
+
+def _block_prefix(line: str) -> str:
+    if line.startswith("import "):
+        return "import "
+    return line.split(" import ")[0] + " import " if " import " in line else line

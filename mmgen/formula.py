@@ -1,0 +1,196 @@
+"""A tiny, safe arithmetic language for a spec's ``num_embeddings`` formula.
+
+A spec is data, never code: a formula is parsed with :mod:`ast` and every node is checked
+against a whitelist before anything else happens. Nothing is ever passed to ``eval``; the tree is
+only ever walked by :func:`evaluate`.
+
+Generated processors keep the formula as a string and call :func:`evaluate` on each item.
+
+The language: integers and floats, ``+ - * / // % **``, unary minus, parentheses, the functions
+``ceil floor min max round int``, and three names:
+
+- ``shape``: the processed tensor's shape; only ``shape[i]`` with a literal integer ``i``;
+- ``encoder.<field>``: a field of the encoder's config (``encoder.image_size``);
+- ``config.<field>``: a field of the generated modality config (``config.downsample_factor``).
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+import math
+import operator
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+FUNCTIONS: dict[str, Callable[..., Any]] = {
+    "ceil": math.ceil,
+    "floor": math.floor,
+    "min": min,
+    "max": max,
+    "round": round,
+    "int": int,
+}
+NAMESPACES = ("encoder", "config")
+_BINARY: dict[type, Callable[[Any, Any], Any]] = {
+    ast.Add: operator.add,
+    ast.Sub: operator.sub,
+    ast.Mult: operator.mul,
+    ast.Div: operator.truediv,
+    ast.FloorDiv: operator.floordiv,
+    ast.Mod: operator.mod,
+    ast.Pow: operator.pow,
+}
+_MAX_LENGTH = 200
+_MAX_POWER = 64  # keeps `2 ** 10 ** 10` from hanging the validator
+
+
+class FormulaError(ValueError):
+    """The formula is not in the whitelisted language (the message says which part)."""
+
+
+@dataclass(frozen=True)
+class Formula:
+    """A checked formula: its source and what it refers to."""
+
+    source: str
+    tree: ast.Expression
+    encoder_fields: frozenset[str]
+    config_fields: frozenset[str]
+    uses_shape: bool
+    functions: frozenset[str]
+
+
+@functools.lru_cache(maxsize=256)
+def parse(source: str) -> Formula:
+    """Check ``source`` against the whitelist; raise FormulaError naming the first bad part."""
+    if not isinstance(source, str) or not source.strip():
+        raise FormulaError("a formula must be a non-empty string")
+    if len(source) > _MAX_LENGTH:
+        raise FormulaError(f"a formula is at most {_MAX_LENGTH} characters")
+    try:
+        tree = ast.parse(source.strip(), mode="eval")
+    except SyntaxError as exc:
+        raise FormulaError(f"not a valid expression: {exc.msg}") from None
+    found: dict[str, set[str]] = {"encoder": set(), "config": set(), "shape": set(), "call": set()}
+    _check(tree.body, found)
+    return Formula(
+        source=source.strip(),
+        tree=tree,
+        encoder_fields=frozenset(found["encoder"]),
+        config_fields=frozenset(found["config"]),
+        uses_shape=bool(found["shape"]),
+        functions=frozenset(found["call"]),
+    )
+
+
+def _check(node: ast.AST, found: dict[str, set[str]]) -> None:
+    if isinstance(node, ast.Constant):
+        if type(node.value) not in (int, float):
+            raise FormulaError(f"only numbers are allowed as literals, not {node.value!r}")
+    elif isinstance(node, ast.BinOp):
+        if type(node.op) not in _BINARY:
+            raise FormulaError(f"operator {type(node.op).__name__} is not allowed")
+        _check(node.left, found)
+        _check(node.right, found)
+    elif isinstance(node, ast.UnaryOp):
+        if not isinstance(node.op, (ast.USub, ast.UAdd)):
+            raise FormulaError(f"operator {type(node.op).__name__} is not allowed")
+        _check(node.operand, found)
+    elif isinstance(node, ast.Attribute):
+        if not (isinstance(node.value, ast.Name) and node.value.id in NAMESPACES):
+            raise FormulaError("attributes are allowed only as encoder.<field> or config.<field>")
+        if node.attr.startswith("_"):
+            raise FormulaError(f"private field {node.attr!r} is not allowed")
+        found[node.value.id].add(node.attr)
+    elif isinstance(node, ast.Subscript):
+        index = node.slice
+        if isinstance(index, ast.UnaryOp) and isinstance(index.op, ast.USub):
+            index = index.operand
+        if not (
+            isinstance(node.value, ast.Name)
+            and node.value.id == "shape"
+            and isinstance(index, ast.Constant)
+            and type(index.value) is int
+        ):
+            raise FormulaError("indexing is allowed only as shape[<integer>]")
+        found["shape"].add("shape")
+    elif isinstance(node, ast.Call):
+        if not (isinstance(node.func, ast.Name) and node.func.id in FUNCTIONS):
+            raise FormulaError(f"only the functions {', '.join(FUNCTIONS)} may be called")
+        if node.keywords or not node.args:
+            raise FormulaError(f"{node.func.id}() takes positional arguments only")
+        found["call"].add(node.func.id)
+        for arg in node.args:
+            _check(arg, found)
+    elif isinstance(node, ast.Name):
+        raise FormulaError(
+            f"unknown name {node.id!r}: use shape[i], encoder.<field>, config.<field>"
+            f" or one of {', '.join(FUNCTIONS)}()"
+        )
+    else:
+        raise FormulaError(f"{type(node).__name__} is not allowed in a formula")
+
+
+def evaluate(
+    formula: Formula | str,
+    *,
+    shape: Sequence[int] = (),
+    encoder: Mapping[str, Any] | object | None = None,
+    config: Mapping[str, Any] | object | None = None,
+) -> int:
+    """Walk the checked tree with the given values; the result must be a whole number.
+
+    ``encoder`` and ``config`` may be mappings or objects (a transformers config): fields are
+    looked up by key or, failing that, as public attributes.
+    """
+    formula = parse(formula) if isinstance(formula, str) else formula
+    scopes = {"encoder": encoder, "config": config}
+    value = _eval(formula.tree.body, tuple(shape), scopes)
+    if isinstance(value, float):
+        if not value.is_integer():
+            raise FormulaError(f"{formula.source!r} gave {value}, not a whole number")
+        value = int(value)
+    return value
+
+
+def _field(scope: Any, namespace: str, name: str) -> Any:
+    if isinstance(scope, Mapping):
+        if name not in scope:
+            raise FormulaError(f"{namespace}.{name} is not known here")
+        value = scope[name]
+    elif scope is not None and hasattr(scope, name):
+        value = getattr(scope, name)  # name is public (checked by parse): no dunder reach
+    else:
+        raise FormulaError(f"{namespace}.{name} is not known here")
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return value
+    raise FormulaError(f"{namespace}.{name} is {value!r}, not a number")
+
+
+def _eval(node: ast.AST, shape: tuple[int, ...], scopes: dict[str, Any]) -> Any:
+    if isinstance(node, ast.Constant):
+        return node.value
+    if isinstance(node, ast.BinOp):
+        left, right = _eval(node.left, shape, scopes), _eval(node.right, shape, scopes)
+        if isinstance(node.op, ast.Pow) and abs(right) > _MAX_POWER:
+            raise FormulaError(f"exponent {right} is too large")
+        try:
+            return _BINARY[type(node.op)](left, right)
+        except ZeroDivisionError:
+            raise FormulaError("division by zero") from None
+    if isinstance(node, ast.UnaryOp):
+        operand = _eval(node.operand, shape, scopes)
+        return -operand if isinstance(node.op, ast.USub) else operand
+    if isinstance(node, ast.Attribute):
+        return _field(scopes[node.value.id], node.value.id, node.attr)
+    if isinstance(node, ast.Subscript):
+        index = ast.literal_eval(node.slice)
+        try:
+            return shape[index]
+        except IndexError:
+            raise FormulaError(f"shape[{index}] is out of range for shape {shape}") from None
+    if isinstance(node, ast.Call):
+        return FUNCTIONS[node.func.id](*(_eval(a, shape, scopes) for a in node.args))
+    raise FormulaError(f"{type(node).__name__} is not allowed in a formula")  # unreachable

@@ -1,0 +1,32 @@
+"""Offline stand-ins for generated tests: tiny random-init encoders and processors saved to disk,
+so the generated code loads them by path exactly as it would load a real checkpoint.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from mmgen.samples import synthetic_value
+
+__all__ = ["save_tiny_model", "save_tiny_processor", "synthetic_value"]
+
+
+def save_tiny_model(model_class: type, path: str | Path, **config: Any) -> str:
+    """Build ``model_class`` from its own config class with ``config`` (random init), save it
+    with ``save_pretrained`` to ``path`` and return the path as a string.
+    """
+    import torch
+
+    torch.manual_seed(0)
+    model = model_class(model_class.config_class(**config))
+    model.save_pretrained(path)
+    return str(path)
+
+
+def save_tiny_processor(processor_class: type, path: str | Path, **options: Any) -> str:
+    """Build a processor (feature extractor, image processor) from keyword options, save it to
+    ``path`` and return the path as a string.
+    """
+    processor_class(**options).save_pretrained(path)
+    return str(path)
