@@ -51,9 +51,10 @@ def packed_attention_kwargs(
             float mask to match the query dtype). Defaults to float32.
 
     Returns:
-        For flash attention: ``cu_seq_lens_q``, ``cu_seq_lens_k``, ``max_length_q``,
-        ``max_length_k``. For sdpa and eager: ``attention_mask``, the ``(1, 1, T, T)`` additive
-        block-diagonal causal mask (T x T memory: use flash attention for long packs).
+        For flash attention and ``mmgen_varlen_sdpa``: ``cu_seq_lens_q``, ``cu_seq_lens_k``,
+        ``max_length_q``, ``max_length_k``. For sdpa and eager: ``attention_mask``, the
+        ``(1, 1, T, T)`` additive block-diagonal causal mask (T x T memory and work: use flash
+        attention or ``mmgen_varlen_sdpa`` for long packs).
 
     Raises:
         ValueError: any other implementation (e.g. flex_attention or paged attention), for which
@@ -62,9 +63,11 @@ def packed_attention_kwargs(
     import torch
 
     from mmgen import ops
+    from mmgen.varlen_sdpa import VARLEN_SDPA
 
     impl = attn_implementation or ""
-    if impl in FLASH_IMPLEMENTATIONS or _is_hub_flash_kernel(impl):
+    # mmgen_varlen_sdpa (mmgen/varlen_sdpa.py) reads the flash keywords: sdpa per sample, no mask
+    if impl in FLASH_IMPLEMENTATIONS or impl == VARLEN_SDPA or _is_hub_flash_kernel(impl):
         cu = cu_seqlens.to(torch.int32)
         return {
             "cu_seq_lens_q": cu,
@@ -75,7 +78,7 @@ def packed_attention_kwargs(
     if impl in MASK_IMPLEMENTATIONS:
         mask_dtype = dtype if dtype is not None else torch.float32
         return {"attention_mask": ops.block_diagonal_causal_mask(cu_seqlens, mask_dtype)}
-    supported = ", ".join((*FLASH_IMPLEMENTATIONS, *MASK_IMPLEMENTATIONS))
+    supported = ", ".join((*FLASH_IMPLEMENTATIONS, *MASK_IMPLEMENTATIONS, VARLEN_SDPA))
     raise ValueError(
         f"packed attention is not supported with attn_implementation={attn_implementation!r}: "
         f"use one of {supported} (set it with "

@@ -1,8 +1,9 @@
 """Packed == alone: a packed row gives each sample's own logits, loss and gradients.
 
-Tiny random-init decoders of three HF families, saved and loaded back by path, with sdpa and
-eager attention. The packed forward uses restarting position ids, the block-diagonal mask from
-``packed_attention_kwargs`` and ``mask_first_labels``; the reference runs every sample alone.
+Tiny random-init decoders of three HF families, saved and loaded back by path, with sdpa, eager
+and mmgen_varlen_sdpa attention. The packed forward uses restarting position ids, the mask (or
+varlen keywords) from ``packed_attention_kwargs`` and ``mask_first_labels``; the reference runs
+every sample alone.
 """
 
 import pytest
@@ -11,6 +12,9 @@ import transformers
 
 from mmgen import ops
 from mmgen.varlen import IGNORE_INDEX, mask_first_labels, packed_attention_kwargs
+from mmgen.varlen_sdpa import VARLEN_SDPA, register
+
+register()  # attn_implementation="mmgen_varlen_sdpa" (mmgen.model does this on import)
 
 FAMILIES = {
     "llama": (transformers.LlamaConfig, transformers.LlamaForCausalLM),
@@ -83,7 +87,7 @@ def alone_reference(model, ids, labels):
     return torch.cat(logits), weighted / targets
 
 
-@pytest.mark.parametrize("impl", ["sdpa", "eager"])
+@pytest.mark.parametrize("impl", ["sdpa", "eager", VARLEN_SDPA])
 @pytest.mark.parametrize("family", list(FAMILIES))
 def test_packed_equals_alone(saved_models, family, impl):
     model = load(saved_models, family, impl)

@@ -9,9 +9,11 @@ serialization.py  save_pretrained / from_pretrained of the whole model
 
 from transformers import AutoConfig, AutoModel
 
+from mmgen import varlen_sdpa
 from mmgen.model.config import MultimodalConfig
 from mmgen.model.modeling import MultimodalModel
 
+varlen_sdpa.register()  # attn_implementation="mmgen_varlen_sdpa": packed attention per sample
 AutoConfig.register(MultimodalConfig.model_type, MultimodalConfig, exist_ok=True)
 AutoModel.register(MultimodalConfig, MultimodalModel, exist_ok=True)
 

@@ -1,0 +1,292 @@
+"""``mmgen bench step``: one training step (forward + backward) of a tiny ``MultimodalModel``,
+packed to a token budget vs padded to the longest sample in the batch, on the same samples.
+
+    mmgen bench step            # 256 samples, 4096-token packs vs batches of ~the same budget
+    mmgen bench step --small    # a few seconds (the CLI test runs this)
+
+Everything goes through the real pipeline: ``model.build_processor`` (``MultimodalProcessor``)
+-> ``MultimodalDataset`` -> ``packed_dataloader`` (``TokenBudgetSampler`` + ``PackedCollator``)
+or ``padded_dataloader`` (``PaddedCollator``) -> ``MultimodalModel.forward`` -> backward. The
+samples are a long-tail mix: text lengths lognormal (words, one token each), 0-3 images each.
+
+Three rows: the packs with ``mmgen_varlen_sdpa`` (sdpa per sample), the same packs with sdpa and
+the ``(T, T)`` block-diagonal mask, and the padded batches with sdpa. Only the steps are timed
+(batches are collated beforehand). The layouts take turns in rounds and each figure is a median
+over rounds, so a burst of load from other users hits every layout. One torch thread by default:
+beside other jobs on this 2-core machine, 2 OpenMP threads made the same steps up to 50x slower.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+import numpy as np
+import torch
+
+from mmgen.bench.table import emit
+
+COLUMNS = (
+    "layout",
+    "attention",
+    "steps",
+    "tokens/step",
+    "slots/step",
+    "pad %",
+    "step ms",
+    "useful tok/s",
+    "x padded",
+)
+IMAGE_SIZE, PATCH = 32, 8  # the tiny CLIP tower: 16 patches -> 16 embeddings per image
+# the plain chat format's role markers are words too, so every word is exactly one token
+SPECIALS = ["<pad>", "<s>", "</s>", "<unk>", "<image>", "User:", "Assistant:"]
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """What one run builds. ``batch_size`` 0: padded batches get ``capacity // mean length``
+    samples, i.e. about the packed step's useful-token budget."""
+
+    samples: int = 256
+    capacity: int = 4096
+    batch_size: int = 0
+    median_words: int = 96  # lognormal text length: median and sigma of log(words)
+    sigma: float = 1.0
+    max_words: int = 2000  # cap of the tail (a sample must fit one pack)
+    max_images: int = 3
+    hidden: int = 128
+    layers: int = 2
+    heads: int = 4
+    vocab: int = 2048
+    rounds: int = 3
+    seed: int = 0
+
+
+SMALL = Sizes(
+    samples=48, capacity=1024, median_words=48, max_words=400, hidden=64, layers=2, rounds=1
+)
+
+
+# -- inputs --------------------------------------------------------------------------------------
+
+
+def _tokenizer(vocab: int):
+    """A word-level tokenizer: ``w0``... ``w{n}`` are one token each (lengths are exact)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    words = [f"w{i}" for i in range(vocab - len(SPECIALS))]
+    backend = Tokenizer(models.WordLevel({t: i for i, t in enumerate(SPECIALS + words)}, "<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        pad_token="<pad>",
+        bos_token="<s>",
+        eos_token="</s>",
+        unk_token="<unk>",
+        additional_special_tokens=["<image>"],
+    )
+
+
+def make_rows(sizes: Sizes) -> list[dict[str, Any]]:
+    """Conversations: a user turn (images first, then ~1/3 of the words), an assistant answer."""
+    rng = np.random.default_rng(sizes.seed)
+    words = sizes.vocab - len(SPECIALS)
+    rows = []
+    for index in range(sizes.samples):
+        count = int(np.clip(rng.lognormal(np.log(sizes.median_words), sizes.sigma), 4, None))
+        text = [f"w{k}" for k in rng.integers(0, words, min(count, sizes.max_words))]
+        split = max(1, len(text) // 3)
+        images = int(rng.integers(0, sizes.max_images + 1))
+        prompt = "<image> " * images + " ".join(text[:split])
+        entries = [
+            {"type": "image", "value": rng.integers(0, 256, (int(h), int(w), 3), dtype=np.uint8)}
+            for h, w in rng.integers(24, 80, (images, 2))
+        ]
+        rows.append(
+            {
+                "id": f"s{index}",
+                "conversations": [
+                    {"role": "user", "content": prompt},
+                    {"role": "assistant", "content": " ".join(text[split:])},
+                ],
+                "modalities": entries,
+            }
+        )
+    return rows
+
+
+def make_model(sizes: Sizes, attn_implementation: str = "sdpa"):
+    """A random-init Llama and a tiny CLIP vision tower with an MLP projector (no files)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from mmgen.modalities import ImageConfig, ImageModality
+    from mmgen.model import MultimodalModel
+
+    torch.manual_seed(sizes.seed)
+    config = LlamaConfig(
+        vocab_size=sizes.vocab,
+        hidden_size=sizes.hidden,
+        intermediate_size=4 * sizes.hidden,
+        num_hidden_layers=sizes.layers,
+        num_attention_heads=sizes.heads,
+        num_key_value_heads=sizes.heads,
+        max_position_embeddings=sizes.capacity,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=2,
+    )
+    config._attn_implementation = attn_implementation
+    tower = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2)
+    image = ImageConfig(
+        hidden_size=sizes.hidden,
+        encoder_config={
+            "model_type": "clip_vision_model",
+            "image_size": IMAGE_SIZE,
+            "patch_size": PATCH,
+            **tower,
+        },
+        image_processor={
+            "image_processor_type": "CLIPImageProcessorPil",
+            "size": {"shortest_edge": IMAGE_SIZE},
+            "crop_size": {"height": IMAGE_SIZE, "width": IMAGE_SIZE},
+        },
+    )
+    modalities = {"image": ImageModality(image)}
+    return MultimodalModel(language_model=LlamaForCausalLM(config), modalities=modalities)
+
+
+# -- measuring ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Layout:
+    name: str
+    attn: str  # the LLM's attn_implementation for this layout
+    batches: list[dict[str, Any]]
+    useful: list[int]  # non-pad tokens per step
+    slots: list[int]  # positions computed per step (T packed, B x S padded)
+    times: list[float] = field(default_factory=list)  # seconds per step, every round
+    rates: list[float] = field(default_factory=list)  # useful tokens / s, per round
+
+
+def _packed(attn: str, batches: list[dict[str, Any]]) -> Layout:
+    useful = [int(b["input_ids"].numel()) for b in batches]
+    return Layout("packed", attn, batches, useful, useful)
+
+
+def _padded(batches: list[dict[str, Any]]) -> Layout:
+    useful = [int(b["attention_mask"].sum()) for b in batches]
+    return Layout("padded", "sdpa", batches, useful, [int(b["input_ids"].numel()) for b in batches])
+
+
+def _step(model, batch: dict[str, Any]) -> None:
+    model.zero_grad(set_to_none=True)
+    model(**batch).loss.backward()
+
+
+def _round(model, layout: Layout) -> None:
+    model.language_model.set_attn_implementation(layout.attn)
+    start_round = time.perf_counter()
+    for batch in layout.batches:
+        start = time.perf_counter()
+        _step(model, batch)
+        layout.times.append(time.perf_counter() - start)
+    layout.rates.append(sum(layout.useful) / (time.perf_counter() - start_round))
+
+
+def run(sizes: Sizes, *, threads: int = 1, as_json: bool = False) -> str:
+    """Build the model and both layouts' batches, time the steps, return the table (or JSON)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        sizes, model, dataset, packing, layouts = _build(sizes)
+        for layout in layouts:  # warm-up: allocator, kernels, lazy init
+            model.language_model.set_attn_implementation(layout.attn)
+            _step(model, layout.batches[0])
+        for index in range(sizes.rounds):  # rotate who goes first
+            for k in range(len(layouts)):
+                _round(model, layouts[(index + k) % len(layouts)])
+    finally:
+        torch.set_num_threads(previous)
+    return _report(sizes, dataset, packing, layouts, threads, as_json)
+
+
+def _build(sizes: Sizes):
+    from mmgen.data import MultimodalDataset, packed_dataloader, padded_dataloader
+    from mmgen.varlen_sdpa import VARLEN_SDPA
+
+    model = make_model(sizes).train()
+    processor = model.build_processor(_tokenizer(sizes.vocab))
+    dataset = MultimodalDataset(make_rows(sizes), processor, cache=True)
+    if not sizes.batch_size:  # about the packed step's budget of useful tokens
+        mean_length = float(dataset.lengths.float().mean())
+        sizes = replace(sizes, batch_size=max(1, round(sizes.capacity / mean_length)))
+    packed_loader = packed_dataloader(dataset, sizes.capacity, seed=sizes.seed)
+    packs = list(packed_loader)
+    layouts = [
+        _packed(VARLEN_SDPA, packs),
+        _packed("sdpa", packs),  # the same packs, kept apart by the (T, T) block mask
+        _padded(list(padded_dataloader(dataset, sizes.batch_size, seed=sizes.seed))),
+    ]
+    if sum(layouts[0].useful) != sum(layouts[-1].useful):  # the same samples in every layout
+        raise RuntimeError(f"layouts differ: {sum(layouts[0].useful)} vs {sum(layouts[-1].useful)}")
+    return sizes, model, dataset, packed_loader.batch_sampler.stats(), layouts
+
+
+def _report(sizes: Sizes, dataset, packing: dict, layouts: list[Layout], threads, as_json) -> str:
+    padded = layouts[-1]
+    rows = []
+    for layout in layouts:
+        steps = len(layout.batches)
+        ratios = [p / q for p, q in zip(layout.rates, padded.rates, strict=True)]
+        attention = (
+            "sdpa+mask" if layout.name == "packed" and layout.attn == "sdpa" else layout.attn
+        )
+        rows.append(
+            [
+                layout.name,
+                attention,
+                steps,
+                round(sum(layout.useful) / steps),
+                round(sum(layout.slots) / steps),
+                100.0 * (1 - sum(layout.useful) / sum(layout.slots)),
+                1e3 * statistics.median(layout.times),
+                statistics.median(layout.rates),
+                statistics.median(ratios),
+            ]
+        )
+    lengths = dataset.lengths
+    per_round = [f"{p / q:.2f}" for p, q in zip(layouts[0].rates, padded.rates, strict=True)]
+    meta = {
+        "model": (
+            f"Llama hidden {sizes.hidden}, {sizes.layers} layers, {sizes.heads} heads, vocab "
+            f"{sizes.vocab}; CLIP vision tower {IMAGE_SIZE} px / patch {PATCH} (16 embeddings "
+            f"per image) + MLP projector; fp32, {threads} thread{'s' if threads > 1 else ''}"
+        ),
+        "samples": (
+            f"{len(dataset)} (tokens: median {int(lengths.median())}, mean "
+            f"{float(lengths.float().mean()):.0f}, max {int(lengths.max())}; "
+            f"{int(dataset.items.sum())} images, 0-{sizes.max_images} per sample; words ~ "
+            f"lognormal(median {sizes.median_words}, sigma {sizes.sigma}))"
+        ),
+        "packed": (
+            f"capacity {sizes.capacity} tokens per step, {packing['packs']} packs, packing "
+            f"efficiency {100 * packing['efficiency']:.1f}%"
+        ),
+        "padded": (
+            f"batch size {sizes.batch_size} (about the same token budget), padded to the longest"
+        ),
+        "timing": (
+            f"forward + backward, {sizes.rounds} rounds over all batches, layouts rotating; "
+            "useful tok/s = non-pad tokens / s and x padded: medians over rounds"
+        ),
+        "packed (varlen) / padded per round": ", ".join(per_round),
+    }
+    if as_json:
+        meta["sizes"] = asdict(sizes)
+        meta["packing_efficiency"] = packing["efficiency"]
+    return emit("mmgen bench step: packed vs padded training step", COLUMNS, rows,
+                as_json=as_json, **meta)  # fmt: skip
