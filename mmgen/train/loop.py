@@ -337,6 +337,9 @@ class Trainer:
                 f"held-out exact match: {self.accuracy.value:.1%} "
                 f"({self.accuracy.correct}/{self.accuracy.total}{skipped})"
             )
+        # leave together: a rank tearing the process group down while rank 0 still writes
+        # aborted the other rank's gloo threads ("terminate called without an active exception")
+        distributed.barrier()
         return Result(self.step, None, self.last_checkpoint, self.accuracy, self.out)
 
     def _print(self, line: str) -> None:
