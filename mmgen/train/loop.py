@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,7 @@ from mmgen.train import build, checkpoint, distributed, evaluate, precision, sta
 from mmgen.train.checkpoint import CheckpointManager
 from mmgen.train.config import TrainConfig
 from mmgen.train.data import TrainData, target_tokens
-from mmgen.train.metrics import Metrics, Progress
+from mmgen.train.metrics import Metrics, Progress, Window
 from mmgen.train.signals import StopRequest
 
 FINAL_MODEL_DIR = "model"  # <output_dir>/model: the trained model, for inference
@@ -169,7 +169,7 @@ class Trainer:
         trainable = ", ".join(f"{part} {n / 1e6:.3f}M" for part, n in counts.items())
         self._print(f"stage {index + 1}/{len(config.stages)} {stage.name}: training {trainable}")
         end = stages.stage_start(config, index) + stage.steps
-        window = _Window()
+        window = Window()
         while self.step < end:
             self._train_step(window)
             if self.step % config.logging.every == 0 or self.step == end:
@@ -188,7 +188,7 @@ class Trainer:
 
     # -- one optimizer step ----------------------------------------------------------------
 
-    def _train_step(self, window: _Window) -> None:
+    def _train_step(self, window: Window) -> None:
         config, world, model = self.config, self.world, self.wrapped
         before = (self.data.stream.state_dict(), checkpoint.rng_state())
         start = time.perf_counter()
@@ -370,31 +370,3 @@ def _no_sync(model: torch.nn.Module, *, unless: bool):
     if unless or not hasattr(model, "no_sync"):
         return contextlib.nullcontext()
     return model.no_sync()
-
-
-@dataclass
-class _Window:
-    """Figures since the last metrics line: mean loss, tokens/s, packing efficiency."""
-
-    losses: list[float] = field(default_factory=list)
-    tokens: float = 0.0
-    slots: float = 0.0
-    seconds: float = 0.0
-    latest: dict[str, float] = field(default_factory=dict)
-
-    def add(self, loss: float, tokens: float, slots: float, seconds: float) -> None:
-        self.losses.append(loss)
-        self.tokens, self.slots, self.seconds = (
-            self.tokens + tokens, self.slots + slots, self.seconds + seconds,
-        )  # fmt: skip
-        self.latest = {
-            "loss": loss,
-            "tokens_per_s": self.tokens / max(self.seconds, 1e-9),
-            "packing": self.tokens / max(self.slots, 1.0),
-        }
-
-    def flush(self, scheduler) -> dict[str, float]:
-        values = {**self.latest, "loss": sum(self.losses) / max(len(self.losses), 1)}
-        values["lr"] = scheduler.get_last_lr()[0]
-        self.losses, self.tokens, self.slots, self.seconds = [], 0.0, 0.0, 0.0
-        return values

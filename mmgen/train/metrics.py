@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -114,3 +115,31 @@ class Progress:
         if self._bar is not None:
             self._bar.close()
             self._bar = None
+
+
+@dataclass
+class Window:
+    """Figures since the last metrics line: mean loss, tokens/s, packing efficiency."""
+
+    losses: list[float] = field(default_factory=list)
+    tokens: float = 0.0
+    slots: float = 0.0
+    seconds: float = 0.0
+    latest: dict[str, float] = field(default_factory=dict)
+
+    def add(self, loss: float, tokens: float, slots: float, seconds: float) -> None:
+        self.losses.append(loss)
+        self.tokens, self.slots, self.seconds = (
+            self.tokens + tokens, self.slots + slots, self.seconds + seconds,
+        )  # fmt: skip
+        self.latest = {
+            "loss": loss,
+            "tokens_per_s": self.tokens / max(self.seconds, 1e-9),
+            "packing": self.tokens / max(self.slots, 1.0),
+        }
+
+    def flush(self, scheduler) -> dict[str, float]:
+        values = {**self.latest, "loss": sum(self.losses) / max(len(self.losses), 1)}
+        values["lr"] = scheduler.get_last_lr()[0]
+        self.losses, self.tokens, self.slots, self.seconds = [], 0.0, 0.0, 0.0
+        return values
