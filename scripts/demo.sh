@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 MMGEN="$PWD/.venv/bin/mmgen"
 "$MMGEN" doctor
-if "$MMGEN" bench merge -h >/dev/null 2>&1; then "$MMGEN" bench merge --small; fi
+"$MMGEN" bench merge --small
 
 case "${DEMO_SIZE:-full}" in
     full) data=(--train 3000 --eval 200 --test 200); train=() ;;
