@@ -67,8 +67,18 @@ def test_placeholder_inside_vocab_is_never_looked_up():
 @pytest.mark.parametrize("shape", [(0,), (3, 0), (0, 5)])
 def test_empty_input(shape):
     case = make_case(shape, placeholder_ids=[-1, -2])
-    out = packed_merge(*case.args())
+    out, table, feats = grads_of(packed_merge, case, torch.randn(*shape, 12))
     assert out.shape == (*shape, 12)
+    assert torch.equal(table, torch.zeros_like(case.weight))
+    assert [tuple(f.shape) for f in feats] == [(0, 12), (0, 12)]
+
+
+def test_zero_hidden_size():
+    case = make_case((3, 8), hidden=0, placeholder_ids=[-1], fraction=0.5, seed=2)
+    assert len(case.features[0]) > 0
+    out, table, feats = grads_of(packed_merge, case, torch.zeros(3, 8, 0))
+    assert out.shape == (3, 8, 0) and table.shape == (40, 0)
+    assert feats[0].shape == case.features[0].shape
 
 
 def test_all_placeholder_and_no_placeholder():

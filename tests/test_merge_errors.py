@@ -54,6 +54,11 @@ def test_metadata_errors(case, call):
             TypeError,
             r"fp32, fp16 or bf16, got (torch.int64|Long)",
         ),
+        (  # float8 would pass a pure copy forward, but the backward cannot sum it
+            (ids, weight.to(torch.float8_e4m3fn), [f.to(torch.float8_e4m3fn) for f in feats], pids),
+            TypeError,
+            r"fp32, fp16 or bf16, got (torch.float8_e4m3fn|Float8_e4m3fn)",
+        ),
         (
             (ids, weight, [feats[0], feats[1][:, :5]], pids),
             ValueError,

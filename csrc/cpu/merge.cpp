@@ -182,7 +182,7 @@ std::tuple<at::Tensor, std::vector<at::Tensor>> packed_merge_backward_cpu(
   for (int32_t k = 0; k < s.slots; ++k) s.feature_rows[k] = feature_rows[k];
   const at::Tensor ids = input_ids.contiguous().view(-1);
   const Layout layout = classify(ids, input_ids.sizes(), s);
-  const at::Tensor grad = with_contiguous_rows(grad_out.reshape({-1, hidden}));
+  const at::Tensor grad = with_contiguous_rows(grad_out.reshape({ids.numel(), hidden}));
   const auto options = grad_out.options();
 
   std::vector<at::Tensor> grads(s.slots);

@@ -223,7 +223,7 @@ std::tuple<at::Tensor, std::vector<at::Tensor>> packed_merge_backward_cuda(
   for (int32_t k = 0; k < s.slots; ++k) s.feature_rows[k] = feature_rows[k];
   const at::Tensor ids = input_ids.contiguous().view(-1);
   const int64_t hidden = grad_out.size(-1);
-  const at::Tensor grad = with_contiguous_rows(grad_out.reshape({-1, hidden}));
+  const at::Tensor grad = with_contiguous_rows(grad_out.reshape({ids.numel(), hidden}));
   const Classified c = classify(ids, s, nullptr, stream);  // the forward checked the ids
 
   std::vector<at::Tensor> grads(s.slots);

@@ -28,6 +28,13 @@ inline at::Tensor with_contiguous_rows(const at::Tensor& t) {
   return t.size(1) <= 1 || t.stride(1) == 1 ? t : t.contiguous();
 }
 
+// The table dtypes: the forward only copies bytes, but the backward sums rows in acc_t, so the
+// kernels take exactly the types AT_DISPATCH_FLOATING_TYPES_AND2(Half, BFloat16) covers (fp64 for
+// gradcheck), not every floating type (float8 would pass the forward and fail the backward).
+inline bool is_table_dtype(at::ScalarType t) {
+  return t == at::kFloat || t == at::kBFloat16 || t == at::kHalf || t == at::kDouble;
+}
+
 // Position t of the flattened ids as the user indexes it: "17" or "(1, 5)".
 inline std::string position_of(int64_t t, at::IntArrayRef shape) {
   if (shape.size() < 2) return std::to_string(t);
@@ -83,7 +90,7 @@ inline Inputs prepare(const at::Tensor& input_ids, const at::Tensor& weight,
                       at::TensorList features, at::IntArrayRef placeholder_ids) {
   TORCH_CHECK_VALUE(weight.dim() == 2, "packed_merge: weight must be 2-D (V, H), got shape ",
                     weight.sizes());
-  TORCH_CHECK_TYPE(at::isFloatingType(weight.scalar_type()),
+  TORCH_CHECK_TYPE(is_table_dtype(weight.scalar_type()),
                    "packed_merge: weight must be fp32, fp16 or bf16, got ",
                    weight.scalar_type());
   check_ids(input_ids, weight.device());
@@ -120,8 +127,8 @@ inline void check_backward_args(const at::Tensor& grad_out, const at::Tensor& in
                                 at::IntArrayRef feature_rows, at::IntArrayRef placeholder_ids,
                                 size_t feature_flags) {
   check_ids(input_ids, grad_out.device());
-  TORCH_CHECK_TYPE(at::isFloatingType(grad_out.scalar_type()),
-                   "packed_merge_backward: grad_out must be floating point, got ",
+  TORCH_CHECK_TYPE(is_table_dtype(grad_out.scalar_type()),
+                   "packed_merge_backward: grad_out must be fp32, fp16 or bf16, got ",
                    grad_out.scalar_type());
   TORCH_CHECK_VALUE(grad_out.dim() == input_ids.dim() + 1 &&
                         grad_out.sizes().slice(0, input_ids.dim()) == input_ids.sizes(),
