@@ -33,6 +33,10 @@ def cuda_toolchain() -> str | None:
     home = cpp_extension.CUDA_HOME
     if home is None or not (Path(home) / "bin" / "nvcc").exists():
         return "nvcc not found (set CUDA_HOME, e.g. CUDA_HOME=/usr/local/cuda-13.0)"
+    # torch guesses CUDA_HOME from the nvcc on PATH: a wrapper script like /usr/local/bin/nvcc
+    # makes it /usr/local, which lacks the CUDA headers and libcudart, so the link would fail
+    if not (Path(home) / "include" / "cuda_runtime.h").exists():
+        return f"CUDA_HOME={home} has bin/nvcc but no include/cuda_runtime.h (set CUDA_HOME)"
     return None
 
 
@@ -43,6 +47,8 @@ def want_cuda() -> bool:
     missing = cuda_toolchain()
     if switch == "1" and missing:
         sys.exit(f"MMGEN_CUDA=1 but the CUDA kernels cannot be built: {missing}")
+    if switch == "" and missing and torch.version.cuda is not None:
+        print(f"note: building without the CUDA kernels: {missing}", file=sys.stderr)
     return switch == "1" or (switch == "" and missing is None)
 
 
