@@ -44,6 +44,12 @@ mkdir -p "$WORK/templates" "$WORK/specs"  # package dirs setup.py names (content
 rm -f "$WORK"/mmgen/_C*.so
 find "$WORK" -name __pycache__ -prune -exec rm -rf {} +
 
+# MMGEN_CUDA=0 must turn CUDA off even here, where it could be built: setup.py decides while it
+# defines the extension, which writes the build-info header (seconds, nothing compiled)
+(cd "$WORK" && PATH="$VENV/bin:$PATH" MMGEN_CUDA=0 "$VENV/bin/python" setup.py --name >/dev/null 2>&1)
+grep -q '"cuda": false' "$WORK/build/generated/mmgen/build_info.h" || {
+    echo "check_cuda_build: MMGEN_CUDA=0 did not give a CPU-only build" >&2; exit 1; }
+
 echo "check_cuda_build: building in $WORK with CUDA_HOME=$CUDA_HOME"
 (cd "$WORK" && PATH="$VENV/bin:$PATH" MMGEN_CUDA=1 "$VENV/bin/python" setup.py build_ext --inplace \
     >build.log 2>&1) || { tail -n 60 "$WORK/build.log" >&2; echo "check_cuda_build: build FAILED" >&2; exit 1; }

@@ -5,6 +5,11 @@ Skipped where no GPU is visible (the CUDA build itself is checked by scripts/che
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
 import pytest
 import torch
 from merge_reference import make_case
@@ -65,6 +70,29 @@ def test_cuda_errors_with_validate():
     ids[1, 2] = 40
     with pytest.raises(IndexError, match=r"holds 40 at position \(1, 2\)"):
         packed_merge(ids, weight, features, pids)
+
+
+def test_cuda_count_mismatch_without_validate_trips_a_device_assert():
+    # one feature row too many: no placeholder position reads it, so only the count check sees it.
+    # A device-side assert ends the process's CUDA context: run it in a process of its own.
+    code = textwrap.dedent("""
+        import torch
+        from merge_reference import make_case
+        from mmgen.ops import packed_merge
+        case = make_case((4, 10), placeholder_ids=[-200], fraction=0.5, seed=1)
+        rows = torch.cat([case.features[0], case.features[0][:1]]).cuda()
+        packed_merge(case.input_ids.cuda(), case.weight.cuda(), [rows], [-200], validate=False)
+        torch.cuda.synchronize()
+    """)
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=Path(__file__).parent,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode != 0
+    assert "device-side assert" in result.stderr or "count differs" in result.stderr, result.stderr
 
 
 def test_cuda_opcheck():

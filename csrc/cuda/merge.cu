@@ -53,6 +53,17 @@ __global__ void classify_kernel(const int64_t* ids, int64_t total, Sources s, in
   }
 }
 
+// validate=False: each placeholder's position count against its feature rows, on the device, so
+// the forward stays sync-free. Without it, fewer positions than rows would pass silently and the
+// backward would hand back never-written gradient rows for the unused features.
+__global__ void check_counts_kernel(const int64_t* counts, Sources s) {
+  const int32_t k = threadIdx.x;
+  if (k < s.slots) {
+    CUDA_KERNEL_ASSERT(counts[k] == s.feature_rows[k] &&
+                       "packed_merge: a placeholder's position count differs from its feature rows");
+  }
+}
+
 // rank of position t among the positions of its slot (the cumsum counts t itself)
 __device__ inline int64_t rank_of(const int64_t* cum, int64_t t, int32_t k, int32_t slots,
                                   int64_t id) {
@@ -185,16 +196,21 @@ at::Tensor packed_merge_cuda(const at::Tensor& input_ids, const at::Tensor& weig
   auto* first_bad = validate ? reinterpret_cast<unsigned long long*>(bad.data_ptr<int64_t>())
                              : nullptr;
   const Classified c = classify(in.ids, in.sources, first_bad, stream);
-  if (validate && total > 0) {
+  if (total == 0) {
+    // no positions: every count is 0, known on the host without a sync
+    const std::vector<int64_t> zeros(in.sources.slots, 0);
+    check_counts(zeros.data(), in.sources);
+  } else if (validate) {
     // the one host synchronisation: slot counts and the first bad position, in one copy
     const at::Tensor found = at::cat({c.cum[total - 1], bad}).cpu();
     const int64_t* host = found.const_data_ptr<int64_t>();
     const int64_t t = host[in.sources.slots];
     if (t < total) fail_text_id(in.ids[t].item<int64_t>(), t, input_ids.sizes(), in.sources.vocab);
     check_counts(host, in.sources);
-  } else if (validate) {
-    const std::vector<int64_t> zeros(in.sources.slots, 0);
-    check_counts(zeros.data(), in.sources);
+  } else if (in.sources.slots > 0) {
+    check_counts_kernel<<<1, kMaxSlots, 0, stream>>>(c.cum[total - 1].const_data_ptr<int64_t>(),
+                                                     in.sources);
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
   }
   // every row is written below, so no zero fill
   at::Tensor out = at::empty(out_shape(input_ids, in.hidden), weight.options());
