@@ -135,13 +135,17 @@ def rows_for(dtype_name: str, x: Inputs, ms: dict[tuple[str, str], float]) -> li
 def run(
     *, tokens: int, hidden: int, vocab: int, threads: int, dtypes: list[str], as_json: bool
 ) -> str:
+    before = torch.get_num_threads()
     torch.set_num_threads(threads)
     rows = []
     rounds = 11 if tokens * hidden >= 1 << 22 else 31  # small cases are cheap: more samples
-    for name in dtypes:
-        x = make_inputs(tokens, hidden, vocab, DTYPES[name])
-        rows += rows_for(name, x, measure(x, rounds))
-        placeholders = int(x.is_placeholder.sum())
+    try:
+        for name in dtypes:
+            x = make_inputs(tokens, hidden, vocab, DTYPES[name])
+            rows += rows_for(name, x, measure(x, rounds))
+            placeholders = int(x.is_placeholder.sum())
+    finally:
+        torch.set_num_threads(before)  # the caller's setting (tests run it in-process)
     return emit(
         "packed embedding merge (median ms; x = speed relative to that path)",
         COLUMNS,
