@@ -223,3 +223,21 @@ def test_property_matches_reference(case):
     torch.testing.assert_close(table, ref_table)
     for got, want in zip(feats, ref_feats, strict=True):
         assert torch.equal(got, want)
+
+
+@pytest.mark.parametrize("frozen", ["none", "weight", "features"])
+def test_second_order_gradients(frozen):
+    # the backward's own autograd (its adjoint is the forward) makes double backward exact
+    gen = torch.Generator().manual_seed(0)
+    ids = torch.tensor([3, -5, 1, -5, 0, 7, -9, 3])
+    weight = torch.randn(8, 4, dtype=torch.float64, generator=gen)
+    a = torch.randn(2, 4, dtype=torch.float64, generator=gen)
+    b = torch.randn(1, 4, dtype=torch.float64, generator=gen)
+    inputs = {"none": (weight, a, b), "weight": (a, b), "features": (weight,)}[frozen]
+    inputs = tuple(t.requires_grad_() for t in inputs)
+
+    def merge(*args):
+        w, x, y = {"none": args, "weight": (weight, *args), "features": (*args, a, b)}[frozen]
+        return packed_merge(ids, w, [x, y], [-5, -9])
+
+    assert torch.autograd.gradgradcheck(merge, inputs)

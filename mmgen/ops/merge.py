@@ -170,3 +170,35 @@ def _backward(ctx, grad):
 
 # Autograd through the compiled kernel (frozen weight/features skip their gradient work).
 torch.library.register_autograd("mmgen::packed_merge", _backward, setup_context=_setup_context)
+
+
+def _setup_backward_context(ctx, inputs, output):
+    grad_out, input_ids, vocab_size, feature_rows, placeholder_ids = inputs[:5]
+    ctx.save_for_backward(input_ids)
+    ctx.shape = (vocab_size, grad_out.shape[-1])
+    ctx.feature_rows = list(feature_rows)
+    ctx.placeholder_ids = list(placeholder_ids)
+    ctx.options = {"dtype": grad_out.dtype, "device": grad_out.device}
+
+
+def _double_backward(ctx, table_grad, feature_grads):
+    (input_ids,) = ctx.saved_tensors
+    # The backward is linear in grad_out and is the forward's adjoint, so its own adjoint is the
+    # forward: the grad to grad_out is packed_merge of the incoming grads. A gradient that was
+    # not produced (frozen weight or feature) contributes zeros.
+    hidden = ctx.shape[1]
+    if table_grad is None or table_grad.shape[0] != ctx.shape[0]:
+        table_grad = torch.zeros(ctx.shape, **ctx.options)
+    features = [
+        g if g is not None and g.shape[0] == n else torch.zeros((n, hidden), **ctx.options)
+        for g, n in zip(feature_grads, ctx.feature_rows, strict=True)
+    ]
+    grad = packed_merge(input_ids, table_grad, features, ctx.placeholder_ids)
+    return grad, None, None, None, None, None, None
+
+
+# Double backward (e.g. gradient penalties): without it, torch would only warn and return wrong
+# second-order gradients.
+torch.library.register_autograd(
+    "mmgen::packed_merge_backward", _double_backward, setup_context=_setup_backward_context
+)
