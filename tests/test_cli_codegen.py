@@ -106,6 +106,43 @@ def test_validate_checks_formula_names_against_the_config(tmp_path):
     assert "num_embeddings: config.nope is not a field of the generated config" in result.output
 
 
+def test_misspelt_classes_activation_and_encoder_fields_are_caught(tmp_path, project):
+    text = builtin_specs()["image"].read_text()
+    typos = {
+        "class: transformers.CLIPImageProcessor": "class: transformers.CLIPImageProcesor",
+        "activation: gelu": "activation: gelux",
+        "encoder.patch_size": "encoder.patch_sise",
+    }
+    for right, wrong in typos.items():
+        assert right in text
+        text = text.replace(right, wrong)
+    spec = tmp_path / "image.yaml"
+    spec.write_text(text)
+    result = invoke("validate", spec)
+    assert result.exit_code == 1
+    errors = result.output.splitlines()
+    assert len(errors) == 3 and all(e.startswith(f"error: {spec}:") for e in errors), errors
+    assert (
+        "processor.class: transformers has no class 'CLIPImageProcesor'; did you mean"
+        in (errors[0])
+    )  # in file order: processor, num_embeddings, projector
+    assert errors[1].endswith(
+        "num_embeddings: encoder.patch_sise is not a field of CLIPVisionConfig;"
+        " did you mean 'patch_size'?"
+    )
+    assert errors[2].endswith(
+        "projector.activation: unknown activation 'gelux'; did you mean 'gelu'?"
+    )
+    # new-modality refuses it the same way, in one line, and writes nothing
+    before = files_under(project)
+    result = invoke("new-modality", "xray", "--spec", spec, "--project", project)
+    assert result.exit_code == 1 and result.output.count("\n") == 1, result.output
+    assert "CLIPImageProcesor" in result.output and "(and 2 more; see `mmgen validate`)" in (
+        result.output
+    )
+    assert files_under(project) == before
+
+
 def test_unknown_name_without_spec_lists_builtins(project):
     result = invoke("new-modality", "smell", "--project", project)
     assert result.exit_code == 1
