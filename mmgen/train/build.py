@@ -17,6 +17,7 @@ import torch
 
 from mmgen.train.config import TrainConfig
 from mmgen.train.distributed import World, barrier
+from mmgen.train.fields import check_fields
 from mmgen.train.random_init import random_init_fields
 
 
@@ -143,6 +144,7 @@ def _modality(config: TrainConfig, name: str, hidden: int, world: World):
         loc = ("modalities", name, "type") if section.type else ("modalities", name)
         raise config.error(loc, f"{exc.args[0]}{hint}") from None
     fields = dict(section.config)
+    check_fields(config, ("modalities", name, "config"), fields, modality_class.config_class)
     given = fields.get("hidden_size")
     if given is not None and given != hidden:
         raise config.error(

@@ -14,6 +14,7 @@ from typing import Any
 
 from mmgen.errors import MmgenError
 from mmgen.train.config import RandomInit, TrainConfig
+from mmgen.train.fields import check_fields
 
 
 def random_init_fields(
@@ -28,6 +29,8 @@ def random_init_fields(
     encoder_options = {**(spec.test.encoder or {}), **section.encoder}
     if spec.encoder.kind == "transformers":
         encoder_class = _import(config, name, spec.encoder.class_)
+        loc = ("modalities", name, "random_init", "encoder")
+        check_fields(config, loc, section.encoder, encoder_class.config_class)
         path = folder / "encoder"
         if write:
             save_tiny_model(encoder_class, path, **encoder_options)
@@ -37,6 +40,8 @@ def random_init_fields(
     processor_options = {**(spec.test.processor or {}), **section.processor}
     if spec.processor.kind == "transformers" and processor_options:
         processor_class = _import(config, name, spec.processor.class_)
+        loc = ("modalities", name, "random_init", "processor")
+        check_fields(config, loc, section.processor, processor_class)
         path = folder / "processor"
         if write:
             save_tiny_processor(processor_class, path, **processor_options)

@@ -4,6 +4,7 @@ reports; an error mid-run keeps what was trained loadable."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -110,6 +111,37 @@ def test_hidden_size_mismatch_names_the_config_line(data: Path, tmp_path: Path) 
     message = str(caught.value)
     assert "modalities.audio.config.hidden_size: 48, but the LLM's hidden size is 32" in message
     assert message.startswith(f"{path}:")
+
+
+def test_mistyped_fields_passed_to_other_configs_are_named(data: Path, tmp_path: Path) -> None:
+    """transformers' configs keep any keyword: a typo there must not be silently ignored."""
+    config = make_config(data, tmp_path / "run")
+    config["modalities"]["audio"]["config"]["max_bach_size"] = 4
+    path = write_config(tmp_path / "train.yaml", config)
+    with pytest.raises(ConfigError) as caught:
+        train(load_config(path))
+    message = str(caught.value)
+    assert message.startswith(f"{path}:")
+    assert message.endswith(
+        "modalities.audio.config.max_bach_size: unknown field of AudioConfig;"
+        " did you mean 'max_batch_size'?"
+    )
+
+    from mmgen.train.config import RandomInit
+    from mmgen.train.random_init import random_init_fields
+
+    loaded = load_config(write_config(tmp_path / "ok.yaml", make_config(data, tmp_path / "run")))
+    section = RandomInit(encoder={"d_model": 8, "pad_token_id": 0}, processor={"feature_size": 8})
+    fields = random_init_fields(loaded, "audio", "audio", section, tmp_path / "init", write=False)
+    assert set(fields) == {"encoder_name_or_path", "processor_name_or_path"}
+    for part, key, owner, right in (
+        ("encoder", "d_modl", "WhisperConfig", "d_model"),
+        ("processor", "feature_sise", "WhisperFeatureExtractor", "feature_size"),
+    ):
+        section = RandomInit(**{part: {key: 8}})
+        expected = f"random_init.{part}.{key}: unknown field of {owner}; did you mean '{right}'?"
+        with pytest.raises(ConfigError, match=re.escape(expected)):
+            random_init_fields(loaded, "audio", "audio", section, tmp_path / "init", write=False)
 
 
 def test_unregistered_modality_suggests_generating_it(data: Path, tmp_path: Path) -> None:
