@@ -17,7 +17,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 from mmgen.errors import ConfigError
-from mmgen.train.yamlfile import Location, load_yaml_model, where
+from mmgen.train.yamlfile import Origins, load_yaml_model, where
 
 
 class Strict(BaseModel):
@@ -197,7 +197,7 @@ class TrainConfig(Strict):
     eval: EvalSection = Field(default_factory=EvalSection)
 
     _source: Path = PrivateAttr(Path("<config>"))
-    _lines: dict[Location, int] = PrivateAttr(default_factory=dict)
+    _lines: Origins = PrivateAttr(default_factory=dict)
     _root: Path = PrivateAttr(Path("."))
 
     @property

@@ -114,7 +114,24 @@ def test_overrides_replace_values_before_validation(tmp_path: Path) -> None:
     path = write(tmp_path, VALID)
     config = load_config(path, ["stages.1.steps=5", "packing.capacity=64", "seed=3"])
     assert (config.stages[1].steps, config.packing.capacity, config.seed) == (5, 64, 3)
-    with pytest.raises(ConfigError, match=r"stages\[1\].steps:"):
-        load_config(path, ["stages.1.steps=-1"])
     with pytest.raises(ConfigError, match=r"expected dotted\.key=value"):
         load_config(path, ["stages.1.steps"])
+
+
+def test_a_mistake_made_by_an_override_names_the_override(tmp_path: Path) -> None:
+    path = write(tmp_path, VALID)
+    for overrides, expected in (
+        (["stages.1.steps=-1"], "--set stages.1.steps=-1: stages[1].steps: Input should be"),
+        (["packing.capacty=64"], "--set packing.capacty=64: packing.capacty: unknown key; did"),
+        (["packing={capacty: 64}"], "--set packing={capacty: 64}: packing.capacty: unknown key"),
+    ):
+        with pytest.raises(ConfigError) as caught:
+            load_config(path, overrides)
+        assert str(caught.value).startswith(expected), caught.value
+    # keys the override did not touch keep their file line; later errors see the override too
+    typo = write(tmp_path / "typo", VALID.replace("capacity", "capacty"))
+    with pytest.raises(ConfigError, match=rf"^{typo}:11: packing.capacty: unknown key"):
+        load_config(typo, ["seed=3"])
+    config = load_config(path, ["data.train=elsewhere.jsonl"])
+    assert config.where("data", "train") == "--set data.train=elsewhere.jsonl: data.train"
+    assert config.where("packing", "capacity") == f"{path}:11: packing.capacity"
