@@ -250,6 +250,22 @@ def test_init_twice_and_bad_names(tmp_path):
     assert named.exit_code == 0 and (tmp_path / "my project" / "lab" / "modalities").is_dir()
 
 
+def test_init_again_keeps_the_modality_registry(project):
+    assert invoke("new-modality", "ecg", "--project", project).exit_code == 0
+    registry = project / "demo" / "modalities" / "__init__.py"
+    registered = registry.read_text()
+    assert "import demo.modalities.ecg" in registered
+    for flags in ([], ["--force"]):
+        again = invoke("init", project, *flags)
+        assert again.exit_code == 0, again.output
+        assert "modalities/__init__.py  (modality registry, kept)" in again.output
+        assert registry.read_text() == registered
+    # other scaffold files are still compared: an edited one is a conflict
+    (project / "README.md").write_text("mine\n")
+    conflict = invoke("init", project)
+    assert conflict.exit_code == 1 and "README.md: exists with other content" in conflict.output
+
+
 def test_readme_spec_example_is_valid(tmp_path):
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     example = readme.split("```yaml\n", 1)[1].split("```", 1)[0]
