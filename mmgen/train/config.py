@@ -54,6 +54,8 @@ class RandomInit(Strict):
     spec: str | None = None  # built-in spec name or YAML path; default: the modality's type
     encoder: dict[str, Any] = Field(default_factory=dict)
     processor: dict[str, Any] = Field(default_factory=dict)
+    # init seed of the saved transformers encoder (built-in and module encoders are built with
+    # the model, from the run's seed)
     seed: int = 0
 
 

@@ -33,7 +33,7 @@ def random_init_fields(
         check_fields(config, loc, section.encoder, encoder_class.config_class)
         path = folder / "encoder"
         if write:
-            save_tiny_model(encoder_class, path, **encoder_options)
+            save_tiny_model(encoder_class, path, seed=section.seed, **encoder_options)
         fields["encoder_name_or_path"] = str(path)
     else:  # built-in or module encoders are built from their options, random-init already
         fields["encoder_options"] = encoder_options
