@@ -172,9 +172,11 @@ class Trainer:
         window = Window()
         while self.step < end:
             self._train_step(window)
+            shown = window.latest
             if self.step % config.logging.every == 0 or self.step == end:
-                self.metrics.log("train", self.step, **window.flush(self.scheduler))
-            self.progress.update(self.step, window.latest)
+                shown = window.flush(self.scheduler)  # the console shows what metrics.jsonl gets
+                self.metrics.log("train", self.step, **shown)
+            self.progress.update(self.step, shown)
             last_step = self.step == config.total_steps  # _finish evaluates that one
             if config.eval.every and self.step % config.eval.every == 0 and not last_step:
                 self._evaluate("eval")
