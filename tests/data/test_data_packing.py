@@ -7,7 +7,7 @@ import ddp_worker
 import numpy as np
 import pytest
 import torch
-from conftest import png_bytes
+from helpers.data_samples import png_bytes
 from hypothesis import given
 from hypothesis import strategies as st
 
