@@ -11,6 +11,7 @@ is the annotated example.
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 from typing import Any, Literal
 
@@ -123,8 +124,10 @@ class StageSection(Strict):
         if self.name not in STAGE_PRESETS:
             missing = [k for k, v in self.train if v is None]
             if missing:
+                close = difflib.get_close_matches(self.name, STAGE_PRESETS, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
                 raise ValueError(
-                    f"stage {self.name!r} is not a preset ({', '.join(STAGE_PRESETS)}): set"
+                    f"stage {self.name!r} is not a preset ({', '.join(STAGE_PRESETS)}){hint}: set"
                     f" train.{', train.'.join(missing)}"
                 )
         if self.train_llm == "lora" and self.lora is None:

@@ -92,6 +92,11 @@ def test_a_stage_that_is_no_preset_must_say_what_trains(tmp_path: Path) -> None:
     text = VALID.replace("  - name: alignment\n", "  - name: warmup\n    train: {llm: false}\n")
     message = error_of(tmp_path, text)
     assert "stages[0]:" in message and "train.encoders, train.projectors" in message
+    assert "did you mean" not in message
+    typo = error_of(tmp_path, VALID.replace("  - name: alignment\n", "  - name: alignmnt\n"))
+    assert "stage 'alignmnt' is not a preset (alignment, end_to_end, lora, full) (did you mean" in (
+        typo
+    )
 
 
 def test_one_source_for_the_llm(tmp_path: Path) -> None:
