@@ -65,8 +65,9 @@ def load_tokenizer(config: TrainConfig):
     key = "tokenizer" if config.model.tokenizer else ("llm" if config.model.llm else "init_from")
     if source is None:
         raise config.error(("model",), "set model.tokenizer (a random-init LLM has none)")
+    where = config.name_or_path(source, "model", key)
     try:
-        return AutoTokenizer.from_pretrained(config.name_or_path(source))
+        return AutoTokenizer.from_pretrained(where)
     except (OSError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         message = f"cannot load a tokenizer from {source!r}: {first}"
@@ -110,9 +111,10 @@ def _language_model(config: TrainConfig, tokenizer: Any, attn: str):
 
     section = config.model
     if section.llm is not None:
+        where = config.name_or_path(section.llm, "model", "llm")
         try:
             return AutoModelForCausalLM.from_pretrained(
-                config.name_or_path(section.llm), attn_implementation=attn, dtype=torch.float32
+                where, attn_implementation=attn, dtype=torch.float32
             )
         except (OSError, ValueError) as exc:
             first = str(exc).strip().splitlines()[0]

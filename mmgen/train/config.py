@@ -230,11 +230,16 @@ class TrainConfig(Strict):
         path = Path(value).expanduser()
         return path if path.is_absolute() else self._root / path
 
-    def name_or_path(self, value: str) -> str:
+    def name_or_path(self, value: str, *loc: str | int) -> str:
         """A local path when ``value`` names an existing file or folder, else ``value`` (a hub
-        name)."""
+        name). A value that can only be a path (``data/x/tokenizer``, ``./x``, ``/x``: hub names
+        are ``name`` or ``owner/name``) and is missing is an error at ``loc``."""
         path = self.path(value)
-        return str(path) if path.exists() else value
+        if path.exists():
+            return str(path)
+        if value.count("/") > 1 or value.startswith(("/", "./", "../", "~")):
+            raise self.error(loc, f"no such file or folder: {path}")
+        return value
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> TrainConfig:

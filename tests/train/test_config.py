@@ -61,6 +61,18 @@ def test_paths_are_relative_to_the_project_root(tmp_path: Path) -> None:
     assert config.path("data/train.jsonl") == tmp_path / "data" / "train.jsonl"
 
 
+def test_a_missing_local_model_path_is_not_taken_for_a_hub_name(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text('[tool.mmgen]\npackage = "demo"\n')
+    config = load_config(write(tmp_path, VALID))
+    (tmp_path / "tok").mkdir()
+    assert config.name_or_path("tok", "model", "tokenizer") == str(tmp_path / "tok")
+    assert config.name_or_path("Qwen/Qwen2.5-0.5B", "model", "llm") == "Qwen/Qwen2.5-0.5B"
+    for value in ("data/demo-audio/tokenizer", "./tok2", "/nowhere/tok"):
+        with pytest.raises(ConfigError) as caught:
+            config.name_or_path(value, "model", "tokenizer")
+        assert str(caught.value).startswith(f"{config.source}:4: model.tokenizer: no such file")
+
+
 def test_unknown_key_names_file_line_and_suggestion(tmp_path: Path) -> None:
     message = error_of(tmp_path, VALID.replace("  capacity: 512", "  capacty: 512"))
     assert message.endswith("train.yaml:11: packing.capacty: unknown key; did you mean 'capacity'?")
