@@ -143,6 +143,16 @@ def test_misspelt_classes_activation_and_encoder_fields_are_caught(tmp_path, pro
     assert files_under(project) == before
 
 
+def test_a_transformers_model_type_is_refused_as_modality_name(tmp_path, project):
+    before = files_under(project)
+    result = invoke(
+        "new-modality", "whisper", "--spec", builtin_specs()["audio"], "--project", project
+    )
+    assert result.exit_code == 1 and result.output.count("\n") == 1, result.output
+    assert "modality name 'whisper' is a transformers model type" in result.output
+    assert files_under(project) == before
+
+
 def test_unknown_name_without_spec_lists_builtins(project):
     result = invoke("new-modality", "smell", "--project", project)
     assert result.exit_code == 1

@@ -1,5 +1,6 @@
-"""What a spec names outside itself: transformers classes, the projector's activation, and the
-encoder-config fields a ``num_embeddings`` formula reads.
+"""What a spec names outside itself: transformers classes, the projector's activation, the
+encoder-config fields a ``num_embeddings`` formula reads, and the transformers model types the
+modality's own name must not take over.
 
 The schema cannot see these, and a typo in one generates code that fails only when it is
 imported or run. ``mmgen validate`` and ``mmgen new-modality`` check them here. Only transformers
@@ -22,7 +23,15 @@ from mmgen.spec import Spec
 
 def reference_errors(spec: Spec) -> list[SpecError]:
     """Every problem found, in spec order (empty: everything the spec names exists)."""
+    from mmgen.registry import is_transformers_model_type
+
     errors: list[SpecError] = []
+    if is_transformers_model_type(spec.names.snake):
+        message = (
+            f"modality name {spec.names.snake!r} is a transformers model type: registering it"
+            " would replace transformers' own config of that name; choose another name"
+        )
+        errors.append(spec.error(("name",), message))
     classes: dict[str, Any] = {}
     for block in ("processor", "encoder"):
         dotted = getattr(spec, block).class_
