@@ -137,6 +137,13 @@ def test_a_second_run_needs_resume_or_overwrite(config_file) -> None:
     # resuming a finished run trains nothing more and appends no training step
     assert train(load_config(path), resume="auto").steps == 4
     assert sorted(losses(run)) == [1, 2, 3, 4]
+    # --overwrite that fails before training (a mistyped data path) loses nothing
+    kept = sorted(p.name for p in (run / "checkpoints").iterdir())
+    broken = load_config(path, ["data.train=missing.jsonl"])
+    with pytest.raises(ConfigError, match=r"data\.train: file not found"):
+        train(broken, overwrite=True)
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == kept
+    assert sorted(losses(run)) == [1, 2, 3, 4]
     # --overwrite starts again: the earlier run's checkpoints and metrics are gone
     shorter = load_config(path, ["stages.0.steps=2", "checkpoint.every=1"])
     assert train(shorter, overwrite=True).steps == 2
