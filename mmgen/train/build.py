@@ -227,9 +227,11 @@ def check_modalities(config: TrainConfig, model: Any) -> None:
         )
 
 
-def open_test(config: TrainConfig):
+def open_test(config: TrainConfig, skips: Any = None):
+    """The held-out rows (processed when answered); malformed lines go to ``skips`` (a
+    ``SkipLog``) under ``on_error: skip``."""
     from mmgen.data.readers import open_source
 
     if config.data.test is None:
         return None
-    return open_source(data_path(config, "test"), on_error=config.data.on_error)
+    return open_source(data_path(config, "test"), on_error=config.data.on_error, skips=skips)

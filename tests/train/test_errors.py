@@ -93,6 +93,8 @@ def test_on_error_skip_counts_and_reports(data: Path, tmp_path: Path, capsys) ->
     (data / "media" / "corrupt.wav").write_bytes(b"RIFF not really a wav file")
     spoil(data, bad_row("corrupt", "What notes are played in <audio>?", "media/corrupt.wav"))
     spoil(data, "not json", at=5)
+    test_rows = (data / "test.jsonl").read_text().splitlines()
+    (data / "test.jsonl").write_text("\n".join(["{oops", *test_rows]) + "\n")
     config = make_config(data, tmp_path / "run", stages=[{"name": "full", "steps": 1}])
     config["data"]["on_error"] = "skip"
     result = train(load_config(write_config(tmp_path / "train.yaml", config)))
@@ -100,6 +102,9 @@ def test_on_error_skip_counts_and_reports(data: Path, tmp_path: Path, capsys) ->
     out = capsys.readouterr().out
     assert "data: train 48 of 50 samples kept; skipped 2 of 50 samples" in out
     assert "1 bad sample, 1 malformed line" in out
+    # the held-out split skips its malformed line too, and says so
+    assert f"data: test {len(test_rows)} samples; skipped 1 sample (1 malformed line)" in out
+    assert result.accuracy.total == len(test_rows)
 
 
 def test_hidden_size_mismatch_names_the_config_line(data: Path, tmp_path: Path) -> None:
