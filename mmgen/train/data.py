@@ -24,7 +24,7 @@ class TrainData:
         self.train = build.load_split(config, processor, "train")
         self.eval = build.load_split(config, processor, "eval") if config.data.eval else None
         self.test_skips = SkipLog()
-        self.test = build.open_test(config, self.test_skips)
+        self.test = build.open_test(config, processor, self.test_skips)
         cut = packing.overlong == "truncate"
         if self.packed:
             self.collate = PackedCollator(

@@ -81,6 +81,17 @@ def test_placeholder_count_mismatch_names_the_sample(data: Path, tmp_path: Path)
         train(load_config(path))
 
 
+def test_a_bad_held_out_sample_stops_the_run_before_training(data: Path, tmp_path: Path) -> None:
+    # the test split is only answered at the end: checked up front, no training is wasted
+    row = bad_row("held-out", "Compare <audio> and <audio>?", "media/train-00000.wav")
+    with (data / "test.jsonl").open("a") as file:
+        file.write(row + "\n")
+    path = write_config(tmp_path / "train.yaml", make_config(data, tmp_path / "run"))
+    with pytest.raises(DataError, match=r"sample 'held-out' .*2 <audio> placeholder\(s\)"):
+        train(load_config(path))
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
 def test_corrupt_media_names_the_sample_and_field(data: Path, tmp_path: Path) -> None:
     (data / "media" / "corrupt.wav").write_bytes(b"RIFF not really a wav file")
     spoil(data, bad_row("corrupt", "What notes are played in <audio>?", "media/corrupt.wav"))
