@@ -112,6 +112,7 @@ def test_misspelt_classes_activation_and_encoder_fields_are_caught(tmp_path, pro
         "class: transformers.CLIPImageProcessor": "class: transformers.CLIPImageProcesor",
         "activation: gelu": "activation: gelux",
         "encoder.patch_size": "encoder.patch_sise",
+        "    patch_size: 8": "    patch_sise: 8",  # the test block's tiny encoder
     }
     for right, wrong in typos.items():
         assert right in text
@@ -121,11 +122,11 @@ def test_misspelt_classes_activation_and_encoder_fields_are_caught(tmp_path, pro
     result = invoke("validate", spec)
     assert result.exit_code == 1
     errors = result.output.splitlines()
-    assert len(errors) == 3 and all(e.startswith(f"error: {spec}:") for e in errors), errors
+    assert len(errors) == 4 and all(e.startswith(f"error: {spec}:") for e in errors), errors
     assert (
         "processor.class: transformers has no class 'CLIPImageProcesor'; did you mean"
         in (errors[0])
-    )  # in file order: processor, num_embeddings, projector
+    )  # in file order: processor, num_embeddings, projector, test
     assert errors[1].endswith(
         "num_embeddings: encoder.patch_sise is not a field of CLIPVisionConfig;"
         " did you mean 'patch_size'?"
@@ -133,11 +134,14 @@ def test_misspelt_classes_activation_and_encoder_fields_are_caught(tmp_path, pro
     assert errors[2].endswith(
         "projector.activation: unknown activation 'gelux'; did you mean 'gelu'?"
     )
+    assert errors[3].endswith(
+        "test.encoder.patch_sise: not a field of CLIPVisionConfig; did you mean 'patch_size'?"
+    )
     # new-modality refuses it the same way, in one line, and writes nothing
     before = files_under(project)
     result = invoke("new-modality", "xray", "--spec", spec, "--project", project)
     assert result.exit_code == 1 and result.output.count("\n") == 1, result.output
-    assert "CLIPImageProcesor" in result.output and "(and 2 more; see `mmgen validate`)" in (
+    assert "CLIPImageProcesor" in result.output and "(and 3 more; see `mmgen validate`)" in (
         result.output
     )
     assert files_under(project) == before

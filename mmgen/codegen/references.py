@@ -1,6 +1,6 @@
 """What a spec names outside itself: transformers classes, the projector's activation, the
-encoder-config fields a ``num_embeddings`` formula reads, and the transformers model types the
-modality's own name must not take over.
+encoder-config fields a ``num_embeddings`` formula reads or the test block's tiny encoder sets,
+and the transformers model types the modality's own name must not take over.
 
 The schema cannot see these, and a typo in one generates code that fails only when it is
 imported or run. ``mmgen validate`` and ``mmgen new-modality`` check them here. Only transformers
@@ -50,8 +50,8 @@ def reference_errors(spec: Spec) -> list[SpecError]:
         if activation not in ACT2FN:
             message = f"unknown activation {activation!r}{_hint(activation, ACT2FN)}"
             errors.append(spec.error(("projector", "activation"), message))
-    if isinstance(spec.num_embeddings, str) and "encoder" in classes:
-        errors += _formula_errors(spec, classes["encoder"])
+    if "encoder" in classes:
+        errors += _encoder_config_errors(spec, classes["encoder"])
     return sorted(errors, key=_line)
 
 
@@ -65,9 +65,15 @@ def check_references(spec: Spec) -> None:
         )
 
 
-def _formula_errors(spec: Spec, encoder_class: str) -> list[SpecError]:
-    fields = parse(spec.num_embeddings).encoder_fields
-    if not fields:
+def _encoder_config_errors(spec: Spec, encoder_class: str) -> list[SpecError]:
+    """Fields of the encoder's config that the formula reads (``encoder.image_size``) and that
+    the test block's tiny encoder sets: a misspelt one would be kept silently by transformers
+    (the generated test would then build a full-size encoder)."""
+    fields = (
+        parse(spec.num_embeddings).encoder_fields if isinstance(spec.num_embeddings, str) else ()
+    )
+    tiny = spec.test.encoder or {}
+    if not fields and not tiny:
         return []
     import transformers
 
@@ -78,14 +84,20 @@ def _formula_errors(spec: Spec, encoder_class: str) -> list[SpecError]:
         return []
     known = [k for k in vars(defaults) if not k.startswith("_")]
     known += list(getattr(defaults, "attribute_map", {}))
-    return [
+    name = config_class.__name__
+    errors = [
         spec.error(
-            ("num_embeddings",),
-            f"encoder.{field} is not a field of {config_class.__name__}{_hint(field, known)}",
+            ("num_embeddings",), f"encoder.{field} is not a field of {name}{_hint(field, known)}"
         )
         for field in sorted(fields)
         if not hasattr(defaults, field)
     ]
+    errors += [
+        spec.error(("test", "encoder", key), f"not a field of {name}{_hint(key, known)}")
+        for key in tiny
+        if not hasattr(defaults, key)
+    ]
+    return errors
 
 
 @functools.cache
