@@ -28,6 +28,14 @@ def _unknown(kind: str, name: str, known: dict[str, Any]) -> KeyError:
     return KeyError(f"unknown {kind} {name!r}{suggestion} (registered: {', '.join(sorted(known))})")
 
 
+def is_transformers_model_type(name: str) -> bool:
+    """True for transformers' own model types (``clip``, ``whisper``, ``llama``, ...): the Auto
+    classes would map them to a modality, so loading that model family would break."""
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
+
+    return name in CONFIG_MAPPING_NAMES
+
+
 class AutoModalityLoader:
     """``@AutoModalityLoader.register("raw-image")`` on a loader class; ``from_name`` builds one."""
 
@@ -102,6 +110,11 @@ class AutoModality:
             if existing is not None and not _same_class(existing, modality_cls):
                 raise ValueError(
                     f"modality name {name!r} is already registered by {existing.__qualname__}"
+                )
+            if is_transformers_model_type(name):
+                raise ValueError(
+                    f"modality name {name!r} is a transformers model type: registering it would"
+                    f" replace transformers' own {name!r} config; choose another name"
                 )
             config_cls.model_type = name
             cls._registry[name] = modality_cls

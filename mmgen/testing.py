@@ -12,13 +12,13 @@ from mmgen.samples import synthetic_value
 __all__ = ["save_tiny_model", "save_tiny_processor", "synthetic_value"]
 
 
-def save_tiny_model(model_class: type, path: str | Path, **config: Any) -> str:
-    """Build ``model_class`` from its own config class with ``config`` (random init), save it
-    with ``save_pretrained`` to ``path`` and return the path as a string.
+def save_tiny_model(model_class: type, path: str | Path, *, seed: int = 0, **config: Any) -> str:
+    """Build ``model_class`` from its own config class with ``config`` (random init from
+    ``seed``), save it with ``save_pretrained`` to ``path`` and return the path as a string.
     """
     import torch
 
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     model = model_class(model_class.config_class(**config))
     model.save_pretrained(path)
     return str(path)

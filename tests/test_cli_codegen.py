@@ -106,6 +106,57 @@ def test_validate_checks_formula_names_against_the_config(tmp_path):
     assert "num_embeddings: config.nope is not a field of the generated config" in result.output
 
 
+def test_misspelt_classes_activation_and_encoder_fields_are_caught(tmp_path, project):
+    text = builtin_specs()["image"].read_text()
+    typos = {
+        "class: transformers.CLIPImageProcessor": "class: transformers.CLIPImageProcesor",
+        "activation: gelu": "activation: gelux",
+        "encoder.patch_size": "encoder.patch_sise",
+        "    patch_size: 8": "    patch_sise: 8",  # the test block's tiny encoder
+    }
+    for right, wrong in typos.items():
+        assert right in text
+        text = text.replace(right, wrong)
+    spec = tmp_path / "image.yaml"
+    spec.write_text(text)
+    result = invoke("validate", spec)
+    assert result.exit_code == 1
+    errors = result.output.splitlines()
+    assert len(errors) == 4 and all(e.startswith(f"error: {spec}:") for e in errors), errors
+    assert (
+        "processor.class: transformers has no class 'CLIPImageProcesor'; did you mean"
+        in (errors[0])
+    )  # in file order: processor, num_embeddings, projector, test
+    assert errors[1].endswith(
+        "num_embeddings: encoder.patch_sise is not a field of CLIPVisionConfig;"
+        " did you mean 'patch_size'?"
+    )
+    assert errors[2].endswith(
+        "projector.activation: unknown activation 'gelux'; did you mean 'gelu'?"
+    )
+    assert errors[3].endswith(
+        "test.encoder.patch_sise: not a field of CLIPVisionConfig; did you mean 'patch_size'?"
+    )
+    # new-modality refuses it the same way, in one line, and writes nothing
+    before = files_under(project)
+    result = invoke("new-modality", "xray", "--spec", spec, "--project", project)
+    assert result.exit_code == 1 and result.output.count("\n") == 1, result.output
+    assert "CLIPImageProcesor" in result.output and "(and 3 more; see `mmgen validate`)" in (
+        result.output
+    )
+    assert files_under(project) == before
+
+
+def test_a_transformers_model_type_is_refused_as_modality_name(tmp_path, project):
+    before = files_under(project)
+    result = invoke(
+        "new-modality", "whisper", "--spec", builtin_specs()["audio"], "--project", project
+    )
+    assert result.exit_code == 1 and result.output.count("\n") == 1, result.output
+    assert "modality name 'whisper' is a transformers model type" in result.output
+    assert files_under(project) == before
+
+
 def test_unknown_name_without_spec_lists_builtins(project):
     result = invoke("new-modality", "smell", "--project", project)
     assert result.exit_code == 1
@@ -211,6 +262,22 @@ def test_init_twice_and_bad_names(tmp_path):
     assert bad.exit_code == 1 and "project folder name" in bad.output
     named = invoke("init", tmp_path / "my project", "--package", "lab")
     assert named.exit_code == 0 and (tmp_path / "my project" / "lab" / "modalities").is_dir()
+
+
+def test_init_again_keeps_the_modality_registry(project):
+    assert invoke("new-modality", "ecg", "--project", project).exit_code == 0
+    registry = project / "demo" / "modalities" / "__init__.py"
+    registered = registry.read_text()
+    assert "import demo.modalities.ecg" in registered
+    for flags in ([], ["--force"]):
+        again = invoke("init", project, *flags)
+        assert again.exit_code == 0, again.output
+        assert "modalities/__init__.py  (modality registry, kept)" in again.output
+        assert registry.read_text() == registered
+    # other scaffold files are still compared: an edited one is a conflict
+    (project / "README.md").write_text("mine\n")
+    conflict = invoke("init", project)
+    assert conflict.exit_code == 1 and "README.md: exists with other content" in conflict.output
 
 
 def test_readme_spec_example_is_valid(tmp_path):

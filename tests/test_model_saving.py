@@ -95,6 +95,13 @@ def test_lora_round_trip(tmp_path, model_clip_dir, model_whisper_dir):
         torch.testing.assert_close(loaded(**batch).logits, expected, rtol=0, atol=0)
     loaded.set_trainable("lora")  # the adapters came back trainable
     assert any("lora_" in n for n, p in loaded.named_parameters() if p.requires_grad)
+    # a model without adapters saved over it leaves no adapters behind to be loaded
+    plain = tiny_multimodal(model_clip_dir, model_whisper_dir)
+    plain.save_pretrained(tmp_path / "saved")
+    assert not (tmp_path / "saved" / "llm_adapter").exists()
+    with torch.no_grad():
+        again = MultimodalModel.from_pretrained(tmp_path / "saved")(**batch).logits
+        torch.testing.assert_close(again, plain(**batch).logits, rtol=0, atol=0)
 
 
 def test_dtype_on_load(tmp_path, model_clip_dir):

@@ -22,7 +22,7 @@ def init(
     """Create a training project: pyproject, README, configs/train.yaml, package, tests."""
     from mmgen.codegen.names import Names, check_name
     from mmgen.codegen.plan import plan_files
-    from mmgen.codegen.project import scaffold
+    from mmgen.codegen.project import ANCHOR, scaffold
     from mmgen.errors import MmgenError
 
     root = project.resolve()
@@ -30,7 +30,16 @@ def init(
         raise MmgenError(f"{project}: exists and is not a folder")
     name = package or root.name
     check_name(name, "package name" if package else "project folder name (or pass --package)")
-    plan = plan_files(root, scaffold(root, Names.of(name).snake), force=force)
+    package_name = Names.of(name).snake
+    files = scaffold(root, package_name)
+    # the registry of an existing project lists its generated modalities: keep it as it is
+    # (replacing it with the empty scaffold, even with --force, would unregister them)
+    registry = root / package_name / "modalities" / "__init__.py"
+    edits = {}
+    if registry.is_file() and ANCHOR in registry.read_text(encoding="utf-8", errors="replace"):
+        del files[registry]
+        edits[registry] = (lambda text: text, "modality registry, kept")
+    plan = plan_files(root, files, force=force, edits=edits)
     if show_and_apply(plan, dry_run=dry_run, what=str(project)):
         typer.secho(
             f"created {project}; next: cd {project} && mmgen new-modality audio", fg="green"

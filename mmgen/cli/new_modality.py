@@ -39,10 +39,12 @@ def new_modality(
     from mmgen.codegen.catalog import resolve
     from mmgen.codegen.generate import plan_modality, spec_label
     from mmgen.codegen.project import find_project, out_target, project_target
+    from mmgen.codegen.references import check_references
 
     if project is not None and out is not None:
         raise MmgenError("give either --project or --out, not both")
     modality, builtin = resolve(name, spec)
+    check_references(modality)  # a misspelt class or activation: an error now, not at import
     if out is not None:
         target = out_target(out.resolve())
         _check_shadowing(modality.names.snake, target.root)

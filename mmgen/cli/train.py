@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 from typing import Annotated
 
@@ -46,5 +47,7 @@ def train(
     mode = str(resume_from) if resume_from is not None else ("auto" if resume else None)
     result = run(loaded, resume=mode, overwrite=overwrite)
     if result.stopped_by is not None:
-        typer.echo(f"resume with: mmgen train {config} --resume")
+        # the same overrides: they may name the run's output_dir or change its steps
+        again = "".join(f" --set {shlex.quote(o)}" for o in overrides or [])
+        typer.echo(f"resume with: mmgen train {shlex.quote(str(config))}{again} --resume")
         raise typer.Exit(128 + result.stopped_by)

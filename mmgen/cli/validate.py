@@ -13,14 +13,18 @@ def validate(
 ) -> None:
     """Check a spec: schema, names, formula, classes; print every problem as file:line."""
     from mmgen.codegen.context import build_context
+    from mmgen.codegen.references import reference_errors
     from mmgen.errors import SpecError
     from mmgen.spec_loading import load_spec
 
     try:
         loaded = load_spec(spec)
         build_context(loaded, package=loaded.names.snake, spec_label=loaded.name)
+        messages = [str(error) for error in reference_errors(loaded)]
     except SpecError as exc:
-        for message in getattr(exc, "messages", [str(exc)]):
+        messages = getattr(exc, "messages", [str(exc)])
+    if messages:
+        for message in messages:
             typer.secho(f"error: {message}", fg="red", err=True)
-        raise typer.Exit(1) from None
+        raise typer.Exit(1)
     typer.secho(f"{spec}: valid spec for modality {loaded.names.snake!r}", fg="green")

@@ -136,8 +136,10 @@ def config_fields(spec: Spec) -> list[ConfigField]:
             ),
         ]
     fields += [
-        ConfigField("train_encoder", "bool", spec.trainable.encoder, "encoder trains by default"),
-        ConfigField("train_projector", "bool", spec.trainable.projector, "projector trains"),
+        ConfigField("train_encoder", "bool", spec.trainable.encoder, "whether the encoder trains"),
+        ConfigField(
+            "train_projector", "bool", spec.trainable.projector, "whether the projector trains"
+        ),
         ConfigField("loader", "str", spec.loader_name, "loader registry name"),
         ConfigField("placeholder", "str", spec.placeholder_token, "placeholder in the text"),
     ]

@@ -30,9 +30,16 @@ class SkipLog:
         return self.count
 
     def report(self, total: int | None = None) -> str:
-        """One line: ``skipped 3 of 120 samples (2 bad sample, 1 malformed line); first: ...``."""
+        """One line: ``skipped 3 of 120 samples (2 bad samples, 1 malformed line); first: ...``."""
         if not self.count:
             return "skipped 0 samples"
         of = f" of {total}" if total is not None else ""
-        reasons = ", ".join(f"{n} {reason}" for reason, n in sorted(self.reasons.items()))
-        return f"skipped {self.count}{of} samples ({reasons}); first: {self.examples[0]}"
+        samples = "sample" if self.count == 1 and total is None else "samples"
+        reasons = ", ".join(
+            f"{n} {_PLURALS.get(reason, reason) if n != 1 else reason}"
+            for reason, n in sorted(self.reasons.items())
+        )
+        return f"skipped {self.count}{of} {samples} ({reasons}); first: {self.examples[0]}"
+
+
+_PLURALS = {"bad sample": "bad samples", "malformed line": "malformed lines"}

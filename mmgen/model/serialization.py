@@ -13,6 +13,7 @@ A saved model is a folder of standard parts, each loadable alone:
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -67,6 +68,8 @@ def save(
         llm.save_pretrained(
             directory / LLM_DIR, state_dict=_part(state_dict, "language_model."), **kwargs
         )
+        # adapters an earlier save left here would be loaded onto this LLM
+        shutil.rmtree(directory / ADAPTER_DIR, ignore_errors=True)
     for name, modality in model.modalities.items():
         modality.save_pretrained(
             directory / MODALITIES_DIR / name, state_dict=_part(state_dict, f"modalities.{name}.")

@@ -17,6 +17,7 @@ import torch
 
 from mmgen.train.config import TrainConfig
 from mmgen.train.distributed import World, barrier
+from mmgen.train.fields import check_fields
 from mmgen.train.random_init import random_init_fields
 
 
@@ -64,8 +65,9 @@ def load_tokenizer(config: TrainConfig):
     key = "tokenizer" if config.model.tokenizer else ("llm" if config.model.llm else "init_from")
     if source is None:
         raise config.error(("model",), "set model.tokenizer (a random-init LLM has none)")
+    where = config.name_or_path(source, "model", key)
     try:
-        return AutoTokenizer.from_pretrained(config.name_or_path(source))
+        return AutoTokenizer.from_pretrained(where)
     except (OSError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         message = f"cannot load a tokenizer from {source!r}: {first}"
@@ -109,9 +111,10 @@ def _language_model(config: TrainConfig, tokenizer: Any, attn: str):
 
     section = config.model
     if section.llm is not None:
+        where = config.name_or_path(section.llm, "model", "llm")
         try:
             return AutoModelForCausalLM.from_pretrained(
-                config.name_or_path(section.llm), attn_implementation=attn, dtype=torch.float32
+                where, attn_implementation=attn, dtype=torch.float32
             )
         except (OSError, ValueError) as exc:
             first = str(exc).strip().splitlines()[0]
@@ -143,6 +146,7 @@ def _modality(config: TrainConfig, name: str, hidden: int, world: World):
         loc = ("modalities", name, "type") if section.type else ("modalities", name)
         raise config.error(loc, f"{exc.args[0]}{hint}") from None
     fields = dict(section.config)
+    check_fields(config, ("modalities", name, "config"), fields, modality_class.config_class)
     given = fields.get("hidden_size")
     if given is not None and given != hidden:
         raise config.error(
@@ -223,9 +227,30 @@ def check_modalities(config: TrainConfig, model: Any) -> None:
         )
 
 
-def open_test(config: TrainConfig):
+def open_test(config: TrainConfig, processor: Any, skips: Any) -> list[Any] | None:
+    """The held-out rows, each checked once now (processed as a prompt, its reference answer
+    read), so a bad one stops the run before training rather than after it. Under
+    ``on_error: skip`` bad rows and malformed lines are left out and counted in ``skips``."""
     from mmgen.data.readers import open_source
+    from mmgen.errors import DataError
+    from mmgen.train.evaluate import reference_answer
 
     if config.data.test is None:
         return None
-    return open_source(data_path(config, "test"), on_error=config.data.on_error)
+    source = open_source(data_path(config, "test"), on_error=config.data.on_error, skips=skips)
+    rows = []
+    with _one_thread():
+        for index in range(len(source)):
+            row = source[index]
+            try:
+                processor.process(
+                    row.row, origin=row.origin, base_dir=row.base_dir, generation=True
+                )
+                reference_answer(processor, row)
+            except DataError as error:
+                if config.data.on_error == "raise":
+                    raise
+                skips.add("bad sample", error)
+                continue
+            rows.append(row)
+    return rows

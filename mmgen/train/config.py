@@ -11,13 +11,14 @@ is the annotated example.
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 from mmgen.errors import ConfigError
-from mmgen.train.yamlfile import Location, load_yaml_model, where
+from mmgen.train.yamlfile import Origins, load_yaml_model, where
 
 
 class Strict(BaseModel):
@@ -54,6 +55,8 @@ class RandomInit(Strict):
     spec: str | None = None  # built-in spec name or YAML path; default: the modality's type
     encoder: dict[str, Any] = Field(default_factory=dict)
     processor: dict[str, Any] = Field(default_factory=dict)
+    # init seed of the saved transformers encoder (built-in and module encoders are built with
+    # the model, from the run's seed)
     seed: int = 0
 
 
@@ -121,8 +124,10 @@ class StageSection(Strict):
         if self.name not in STAGE_PRESETS:
             missing = [k for k, v in self.train if v is None]
             if missing:
+                close = difflib.get_close_matches(self.name, STAGE_PRESETS, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
                 raise ValueError(
-                    f"stage {self.name!r} is not a preset ({', '.join(STAGE_PRESETS)}): set"
+                    f"stage {self.name!r} is not a preset ({', '.join(STAGE_PRESETS)}){hint}: set"
                     f" train.{', train.'.join(missing)}"
                 )
         if self.train_llm == "lora" and self.lora is None:
@@ -197,7 +202,7 @@ class TrainConfig(Strict):
     eval: EvalSection = Field(default_factory=EvalSection)
 
     _source: Path = PrivateAttr(Path("<config>"))
-    _lines: dict[Location, int] = PrivateAttr(default_factory=dict)
+    _lines: Origins = PrivateAttr(default_factory=dict)
     _root: Path = PrivateAttr(Path("."))
 
     @property
@@ -225,11 +230,16 @@ class TrainConfig(Strict):
         path = Path(value).expanduser()
         return path if path.is_absolute() else self._root / path
 
-    def name_or_path(self, value: str) -> str:
+    def name_or_path(self, value: str, *loc: str | int) -> str:
         """A local path when ``value`` names an existing file or folder, else ``value`` (a hub
-        name)."""
+        name). A value that can only be a path (``data/x/tokenizer``, ``./x``, ``/x``: hub names
+        are ``name`` or ``owner/name``) and is missing is an error at ``loc``."""
         path = self.path(value)
-        return str(path) if path.exists() else value
+        if path.exists():
+            return str(path)
+        if value.count("/") > 1 or value.startswith(("/", "./", "../", "~")):
+            raise self.error(loc, f"no such file or folder: {path}")
+        return value
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> TrainConfig:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from mmgen.data.skips import SkipLog
 from mmgen.train import build
 from mmgen.train.config import TrainConfig
 from mmgen.train.distributed import World
@@ -22,7 +23,8 @@ class TrainData:
         self.packed = packing.layout == "packed"
         self.train = build.load_split(config, processor, "train")
         self.eval = build.load_split(config, processor, "eval") if config.data.eval else None
-        self.test = build.open_test(config)
+        self.test_skips = SkipLog()
+        self.test = build.open_test(config, processor, self.test_skips)
         cut = packing.overlong == "truncate"
         if self.packed:
             self.collate = PackedCollator(
@@ -103,7 +105,8 @@ class TrainData:
         if self.eval is not None:
             lines.append(f"data: eval {self.eval.report()}")
         if self.test is not None:
-            lines.append(f"data: test {len(self.test)} samples")
+            skipped = f"; {self.test_skips.report()}" if self.test_skips.count else ""
+            lines.append(f"data: test {len(self.test)} samples{skipped}")
         if self.packed:
             stats = self.sampler.stats(0)
             lines.append(

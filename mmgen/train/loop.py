@@ -86,13 +86,6 @@ class Trainer:
         if world.main:
             self.out.mkdir(parents=True, exist_ok=True)
             self.checkpoints.remove_partial()
-            if fresh:  # --overwrite (or nothing to resume): no step of an earlier run may remain
-                for old in self.checkpoints.checkpoints():
-                    shutil.rmtree(old)
-        distributed.barrier()
-        self.metrics = Metrics(
-            self.out, enabled=world.main, tensorboard=config.logging.tensorboard, fresh=fresh
-        )
         build.register_project(config)
         self.tokenizer = build.load_tokenizer(config)
         state = None
@@ -114,6 +107,15 @@ class Trainer:
         self.data = TrainData(config, self.processor, world)
         if state is not None:
             self.data.stream.load_state_dict(state["data"])
+        # only now that the model and data are ready: a run that fails to start leaves an
+        # earlier run's checkpoints and metrics as they were
+        if world.main and fresh:  # --overwrite (or nothing to resume): no earlier step remains
+            for old in self.checkpoints.checkpoints():
+                shutil.rmtree(old)
+        distributed.barrier()
+        self.metrics = Metrics(
+            self.out, enabled=world.main, tensorboard=config.logging.tensorboard, fresh=fresh
+        )
         where = f"{world.size} x {world.device.type}" if world.distributed else world.device.type
         size = sum(p.numel() for p in self.model.parameters()) / 1e6
         self._print(f"mmgen train: {where}, {size:.2f}M parameters, writing to {self.out}")
@@ -172,9 +174,11 @@ class Trainer:
         window = Window()
         while self.step < end:
             self._train_step(window)
+            shown = window.latest
             if self.step % config.logging.every == 0 or self.step == end:
-                self.metrics.log("train", self.step, **window.flush(self.scheduler))
-            self.progress.update(self.step, window.latest)
+                shown = window.flush(self.scheduler)  # the console shows what metrics.jsonl gets
+                self.metrics.log("train", self.step, **shown)
+            self.progress.update(self.step, shown)
             last_step = self.step == config.total_steps  # _finish evaluates that one
             if config.eval.every and self.step % config.eval.every == 0 and not last_step:
                 self._evaluate("eval")

@@ -14,6 +14,7 @@ from typing import Any
 
 from mmgen.errors import MmgenError
 from mmgen.train.config import RandomInit, TrainConfig
+from mmgen.train.fields import check_fields
 
 
 def random_init_fields(
@@ -28,15 +29,19 @@ def random_init_fields(
     encoder_options = {**(spec.test.encoder or {}), **section.encoder}
     if spec.encoder.kind == "transformers":
         encoder_class = _import(config, name, spec.encoder.class_)
+        loc = ("modalities", name, "random_init", "encoder")
+        check_fields(config, loc, section.encoder, encoder_class.config_class)
         path = folder / "encoder"
         if write:
-            save_tiny_model(encoder_class, path, **encoder_options)
+            save_tiny_model(encoder_class, path, seed=section.seed, **encoder_options)
         fields["encoder_name_or_path"] = str(path)
     else:  # built-in or module encoders are built from their options, random-init already
         fields["encoder_options"] = encoder_options
     processor_options = {**(spec.test.processor or {}), **section.processor}
     if spec.processor.kind == "transformers" and processor_options:
         processor_class = _import(config, name, spec.processor.class_)
+        loc = ("modalities", name, "random_init", "processor")
+        check_fields(config, loc, section.processor, processor_class)
         path = folder / "processor"
         if write:
             save_tiny_processor(processor_class, path, **processor_options)

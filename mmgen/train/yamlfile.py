@@ -5,6 +5,9 @@ tags run) and validated. An unknown key gets a "did you mean" hint from the keys
 accepts at that place, so a typo such as ``packing.capacty`` reads::
 
     configs/train.yaml:31: packing.capacty: unknown key; did you mean 'capacity'?
+
+A value set from the command line (``--set packing.capacty=64``) is named that way instead of by
+a file line: ``--set packing.capacty=64: packing.capacty: unknown key; ...``.
 """
 
 from __future__ import annotations
@@ -21,12 +24,15 @@ from mmgen.spec_loading import dotted, line_of  # the spec files' key paths, sha
 
 Model = TypeVar("Model", bound=BaseModel)
 Location = tuple[str | int, ...]
+# where each key path was written: its file line, or the `--set ...` that set it
+Origins = dict[Location, int | str]
 
 
 def load_yaml_model(
     path: str | Path, model: type[Model], overrides: list[str] | None = None
-) -> tuple[Model, dict[Location, int]]:
-    """Read ``path`` and validate it as ``model``; return it with the line of every key path.
+) -> tuple[Model, Origins]:
+    """Read ``path`` and validate it as ``model``; return it with the origin of every key path
+    (its line, or the override that set it).
     ``overrides`` (``dotted.key=value``, the value parsed as YAML) replace values before
     validation, e.g. ``stages.0.steps=20``.
 
@@ -50,10 +56,13 @@ def load_yaml_model(
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}:1: the file must be a mapping of keys, not a {type(data)}")
-    lines: dict[Location, int] = {}
+    lines: Origins = {}
     _index(root, (), lines)
     for override in overrides or []:
-        _override(data, override)
+        loc = _override(data, override)
+        for key in [k for k in lines if k[: len(loc)] == loc]:
+            del lines[key]  # the file's lines below it no longer hold these values
+        lines[loc] = f"--set {override}"
     try:
         return model.model_validate(data), lines
     except ValidationError as exc:
@@ -62,7 +71,8 @@ def load_yaml_model(
         raise ConfigError(messages[0] + more) from None
 
 
-def _override(data: dict[str, Any], override: str) -> None:
+def _override(data: dict[str, Any], override: str) -> Location:
+    """Apply one ``dotted.key=value``; return the key path it set (list indices as ints)."""
     key, sep, text = override.partition("=")
     parts = key.strip().split(".")
     if not sep or not all(parts):
@@ -72,8 +82,10 @@ def _override(data: dict[str, Any], override: str) -> None:
     except yaml.YAMLError:
         raise ConfigError(f"--set {override!r}: the value is not valid YAML") from None
     node: Any = data
+    loc: list[str | int] = []
     for depth, part in enumerate(parts[:-1]):
         step: str | int = int(part) if isinstance(node, list) and part.isdigit() else part
+        loc.append(step)
         try:
             node = node[step]
         except (KeyError, IndexError, TypeError):
@@ -84,18 +96,22 @@ def _override(data: dict[str, Any], override: str) -> None:
     last = parts[-1]
     if isinstance(node, list) and last.isdigit() and int(last) < len(node):
         node[int(last)] = value
-    elif isinstance(node, dict):
+        return (*loc, int(last))
+    if isinstance(node, dict):
         node[last] = value
-    else:
-        raise ConfigError(f"--set {key}: cannot set {last!r} inside a {type(node).__name__}")
+        return (*loc, last)
+    raise ConfigError(f"--set {key}: cannot set {last!r} inside a {type(node).__name__}")
 
 
-def where(path: str | Path, lines: dict[Location, int], loc: Location) -> str:
-    """``file:line: dotted.key`` for a key path (the nearest enclosing key that has a line)."""
-    return f"{path}:{line_of(lines, loc)}: {dotted(loc) if loc else '(top level)'}"
+def where(path: str | Path, lines: Origins, loc: Location) -> str:
+    """``file:line: dotted.key`` for a key path (the nearest enclosing key that has a line), or
+    ``--set key=value: dotted.key`` when an override set it."""
+    origin = line_of(lines, loc)
+    key = dotted(loc) if loc else "(top level)"
+    return f"{origin}: {key}" if isinstance(origin, str) else f"{path}:{origin}: {key}"
 
 
-def _index(node: Any, loc: Location, lines: dict[Location, int]) -> None:
+def _index(node: Any, loc: Location, lines: Origins) -> None:
     if node is None:
         return
     lines.setdefault(loc, node.start_mark.line + 1)

@@ -10,7 +10,7 @@ import sys
 
 import datasets
 import pytest
-from conftest import png_bytes, wav_bytes
+from helpers.data_samples import png_bytes, wav_bytes
 
 from mmgen import MultimodalProcessor
 from mmgen.data import MultimodalDataset
@@ -187,7 +187,9 @@ def test_skip_counts_and_reports(tmp_path, processor, caplog):
     assert dataset.skipped.count == 4
     assert dataset.skipped.reasons == {"bad sample": 3, "malformed line": 1}
     report = dataset.report()
-    assert report.startswith("2 of 6 samples kept; skipped 4 of 6 samples")
+    assert report.startswith(
+        "2 of 6 samples kept; skipped 4 of 6 samples (3 bad samples, 1 malformed line); first: "
+    )
     assert "mixed.jsonl:2: malformed JSONL line" in report
     assert report in caplog.text
     # the processor's own on_error is the default

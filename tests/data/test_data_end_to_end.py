@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 import transformers
-from conftest import png_bytes
+from helpers.data_samples import png_bytes
 
 from mmgen import MultimodalProcessor
 from mmgen.data import MultimodalDataset, PackedCollator, PaddedCollator

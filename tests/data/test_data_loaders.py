@@ -7,7 +7,7 @@ import io
 import numpy as np
 import pytest
 import soundfile
-from conftest import png_bytes, sine, wav_bytes
+from helpers.data_samples import png_bytes, sine, wav_bytes
 from PIL import Image
 
 from mmgen import AutoModalityLoader, BaseModalityLoader

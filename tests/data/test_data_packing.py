@@ -7,7 +7,7 @@ import ddp_worker
 import numpy as np
 import pytest
 import torch
-from conftest import png_bytes
+from helpers.data_samples import png_bytes
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -55,10 +55,12 @@ def test_every_sample_once_within_budget():
     assert len(batches) <= -(-sum(lengths) // 512) + 2
 
 
-def test_ranks_get_disjoint_balanced_shares():
+# sequential packs are uneven (88% full): dealing them unsorted leaves ranks >3 packs apart
+@pytest.mark.parametrize("strategy", ["bfd", "sequential"])
+def test_ranks_get_disjoint_balanced_shares(strategy):
     lengths = long_tail(1000, seed=1)
     ranks = 3
-    sampler = make(lengths, num_replicas=ranks, rank=0, seed=7)
+    sampler = make(lengths, num_replicas=ranks, rank=0, seed=7, strategy=strategy)
     shares = epoch_batches(sampler, 0, ranks)
     assert len({len(share) for share in shares}) == 1  # DDP: same number of steps
     flat = [i for share in shares for b in share for i in b]
@@ -67,10 +69,11 @@ def test_ranks_get_disjoint_balanced_shares():
     assert 0 <= repeats <= (ranks - 1) * 512
     totals = [sum(lengths[i] for b in share for i in b) for share in shares]
     assert max(totals) - min(totals) <= 512
-    # packs of one step are neighbours in size: the per-step spreads add up to at most one pack
+    # packs of one step are neighbours in size: the per-step spreads add up to at most one pack,
+    # plus one for the last step, filled with repeats of the largest packs
     sizes = [[sum(lengths[i] for i in b) for b in share] for share in shares]
     spread = sum(max(step) - min(step) for step in zip(*sizes, strict=True))
-    assert spread <= 512
+    assert spread <= 2 * 512
     assert stats_tokens(sampler) == sum(totals)
 
 

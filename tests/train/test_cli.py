@@ -43,3 +43,18 @@ def test_bench_train_compares_both_layouts(config_file) -> None:
     assert set(rows) == {"packed", "padded"}
     assert rows["padded"]["x padded"] == 1
     assert rows["packed"]["tokens/s"] > 0 and 0 < rows["packed"]["useful slots"] <= 1
+
+
+def test_a_stopped_run_prints_the_command_that_resumes_it(config_file, monkeypatch) -> None:
+    from mmgen.train import loop
+
+    stopped = loop.Result(steps=3, stopped_by=2, checkpoint=None, accuracy=None, output_dir=Path())
+    monkeypatch.setattr(loop, "train", lambda config, **kwargs: stopped)
+    path = config_file()
+    overrides = ["output_dir=runs/try 2", "stages.0.steps=20"]
+    args = ["train", str(path), *(a for o in overrides for a in ("--set", o))]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 130
+    # the run's overrides come along: without them --resume would look in another output_dir
+    expected = f"{path} --set 'output_dir=runs/try 2' --set stages.0.steps=20 --resume"
+    assert result.output.strip().splitlines()[-1] == f"resume with: mmgen train {expected}"

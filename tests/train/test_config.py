@@ -61,6 +61,18 @@ def test_paths_are_relative_to_the_project_root(tmp_path: Path) -> None:
     assert config.path("data/train.jsonl") == tmp_path / "data" / "train.jsonl"
 
 
+def test_a_missing_local_model_path_is_not_taken_for_a_hub_name(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text('[tool.mmgen]\npackage = "demo"\n')
+    config = load_config(write(tmp_path, VALID))
+    (tmp_path / "tok").mkdir()
+    assert config.name_or_path("tok", "model", "tokenizer") == str(tmp_path / "tok")
+    assert config.name_or_path("Qwen/Qwen2.5-0.5B", "model", "llm") == "Qwen/Qwen2.5-0.5B"
+    for value in ("data/demo-audio/tokenizer", "./tok2", "/nowhere/tok"):
+        with pytest.raises(ConfigError) as caught:
+            config.name_or_path(value, "model", "tokenizer")
+        assert str(caught.value).startswith(f"{config.source}:4: model.tokenizer: no such file")
+
+
 def test_unknown_key_names_file_line_and_suggestion(tmp_path: Path) -> None:
     message = error_of(tmp_path, VALID.replace("  capacity: 512", "  capacty: 512"))
     assert message.endswith("train.yaml:11: packing.capacty: unknown key; did you mean 'capacity'?")
@@ -92,6 +104,11 @@ def test_a_stage_that_is_no_preset_must_say_what_trains(tmp_path: Path) -> None:
     text = VALID.replace("  - name: alignment\n", "  - name: warmup\n    train: {llm: false}\n")
     message = error_of(tmp_path, text)
     assert "stages[0]:" in message and "train.encoders, train.projectors" in message
+    assert "did you mean" not in message
+    typo = error_of(tmp_path, VALID.replace("  - name: alignment\n", "  - name: alignmnt\n"))
+    assert "stage 'alignmnt' is not a preset (alignment, end_to_end, lora, full) (did you mean" in (
+        typo
+    )
 
 
 def test_one_source_for_the_llm(tmp_path: Path) -> None:
@@ -114,7 +131,24 @@ def test_overrides_replace_values_before_validation(tmp_path: Path) -> None:
     path = write(tmp_path, VALID)
     config = load_config(path, ["stages.1.steps=5", "packing.capacity=64", "seed=3"])
     assert (config.stages[1].steps, config.packing.capacity, config.seed) == (5, 64, 3)
-    with pytest.raises(ConfigError, match=r"stages\[1\].steps:"):
-        load_config(path, ["stages.1.steps=-1"])
     with pytest.raises(ConfigError, match=r"expected dotted\.key=value"):
         load_config(path, ["stages.1.steps"])
+
+
+def test_a_mistake_made_by_an_override_names_the_override(tmp_path: Path) -> None:
+    path = write(tmp_path, VALID)
+    for overrides, expected in (
+        (["stages.1.steps=-1"], "--set stages.1.steps=-1: stages[1].steps: Input should be"),
+        (["packing.capacty=64"], "--set packing.capacty=64: packing.capacty: unknown key; did"),
+        (["packing={capacty: 64}"], "--set packing={capacty: 64}: packing.capacty: unknown key"),
+    ):
+        with pytest.raises(ConfigError) as caught:
+            load_config(path, overrides)
+        assert str(caught.value).startswith(expected), caught.value
+    # keys the override did not touch keep their file line; later errors see the override too
+    typo = write(tmp_path / "typo", VALID.replace("capacity", "capacty"))
+    with pytest.raises(ConfigError, match=rf"^{typo}:11: packing.capacty: unknown key"):
+        load_config(typo, ["seed=3"])
+    config = load_config(path, ["data.train=elsewhere.jsonl"])
+    assert config.where("data", "train") == "--set data.train=elsewhere.jsonl: data.train"
+    assert config.where("packing", "capacity") == f"{path}:11: packing.capacity"

@@ -4,6 +4,7 @@ reports; an error mid-run keeps what was trained loadable."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -80,6 +81,17 @@ def test_placeholder_count_mismatch_names_the_sample(data: Path, tmp_path: Path)
         train(load_config(path))
 
 
+def test_a_bad_held_out_sample_stops_the_run_before_training(data: Path, tmp_path: Path) -> None:
+    # the test split is only answered at the end: checked up front, no training is wasted
+    row = bad_row("held-out", "Compare <audio> and <audio>?", "media/train-00000.wav")
+    with (data / "test.jsonl").open("a") as file:
+        file.write(row + "\n")
+    path = write_config(tmp_path / "train.yaml", make_config(data, tmp_path / "run"))
+    with pytest.raises(DataError, match=r"sample 'held-out' .*2 <audio> placeholder\(s\)"):
+        train(load_config(path))
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
 def test_corrupt_media_names_the_sample_and_field(data: Path, tmp_path: Path) -> None:
     (data / "media" / "corrupt.wav").write_bytes(b"RIFF not really a wav file")
     spoil(data, bad_row("corrupt", "What notes are played in <audio>?", "media/corrupt.wav"))
@@ -92,6 +104,8 @@ def test_on_error_skip_counts_and_reports(data: Path, tmp_path: Path, capsys) ->
     (data / "media" / "corrupt.wav").write_bytes(b"RIFF not really a wav file")
     spoil(data, bad_row("corrupt", "What notes are played in <audio>?", "media/corrupt.wav"))
     spoil(data, "not json", at=5)
+    test_rows = (data / "test.jsonl").read_text().splitlines()
+    (data / "test.jsonl").write_text("\n".join(["{oops", *test_rows]) + "\n")
     config = make_config(data, tmp_path / "run", stages=[{"name": "full", "steps": 1}])
     config["data"]["on_error"] = "skip"
     result = train(load_config(write_config(tmp_path / "train.yaml", config)))
@@ -99,6 +113,9 @@ def test_on_error_skip_counts_and_reports(data: Path, tmp_path: Path, capsys) ->
     out = capsys.readouterr().out
     assert "data: train 48 of 50 samples kept; skipped 2 of 50 samples" in out
     assert "1 bad sample, 1 malformed line" in out
+    # the held-out split skips its malformed line too, and says so
+    assert f"data: test {len(test_rows)} samples; skipped 1 sample (1 malformed line)" in out
+    assert result.accuracy.total == len(test_rows)
 
 
 def test_hidden_size_mismatch_names_the_config_line(data: Path, tmp_path: Path) -> None:
@@ -110,6 +127,37 @@ def test_hidden_size_mismatch_names_the_config_line(data: Path, tmp_path: Path) 
     message = str(caught.value)
     assert "modalities.audio.config.hidden_size: 48, but the LLM's hidden size is 32" in message
     assert message.startswith(f"{path}:")
+
+
+def test_mistyped_fields_passed_to_other_configs_are_named(data: Path, tmp_path: Path) -> None:
+    """transformers' configs keep any keyword: a typo there must not be silently ignored."""
+    config = make_config(data, tmp_path / "run")
+    config["modalities"]["audio"]["config"]["max_bach_size"] = 4
+    path = write_config(tmp_path / "train.yaml", config)
+    with pytest.raises(ConfigError) as caught:
+        train(load_config(path))
+    message = str(caught.value)
+    assert message.startswith(f"{path}:")
+    assert message.endswith(
+        "modalities.audio.config.max_bach_size: unknown field of AudioConfig;"
+        " did you mean 'max_batch_size'?"
+    )
+
+    from mmgen.train.config import RandomInit
+    from mmgen.train.random_init import random_init_fields
+
+    loaded = load_config(write_config(tmp_path / "ok.yaml", make_config(data, tmp_path / "run")))
+    section = RandomInit(encoder={"d_model": 8, "pad_token_id": 0}, processor={"feature_size": 8})
+    fields = random_init_fields(loaded, "audio", "audio", section, tmp_path / "init", write=False)
+    assert set(fields) == {"encoder_name_or_path", "processor_name_or_path"}
+    for part, key, owner, right in (
+        ("encoder", "d_modl", "WhisperConfig", "d_model"),
+        ("processor", "feature_sise", "WhisperFeatureExtractor", "feature_size"),
+    ):
+        section = RandomInit(**{part: {key: 8}})
+        expected = f"random_init.{part}.{key}: unknown field of {owner}; did you mean '{right}'?"
+        with pytest.raises(ConfigError, match=re.escape(expected)):
+            random_init_fields(loaded, "audio", "audio", section, tmp_path / "init", write=False)
 
 
 def test_unregistered_modality_suggests_generating_it(data: Path, tmp_path: Path) -> None:

@@ -137,6 +137,13 @@ def test_a_second_run_needs_resume_or_overwrite(config_file) -> None:
     # resuming a finished run trains nothing more and appends no training step
     assert train(load_config(path), resume="auto").steps == 4
     assert sorted(losses(run)) == [1, 2, 3, 4]
+    # --overwrite that fails before training (a mistyped data path) loses nothing
+    kept = sorted(p.name for p in (run / "checkpoints").iterdir())
+    broken = load_config(path, ["data.train=missing.jsonl"])
+    with pytest.raises(ConfigError, match=r"data\.train: file not found"):
+        train(broken, overwrite=True)
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == kept
+    assert sorted(losses(run)) == [1, 2, 3, 4]
     # --overwrite starts again: the earlier run's checkpoints and metrics are gone
     shorter = load_config(path, ["stages.0.steps=2", "checkpoint.every=1"])
     assert train(shorter, overwrite=True).steps == 2
@@ -145,3 +152,17 @@ def test_a_second_run_needs_resume_or_overwrite(config_file) -> None:
         "step-00000002",
     ]
     assert sorted(losses(run)) == [1, 2]
+
+
+def test_printed_progress_lines_agree_with_the_metrics_file(config_file, capsys) -> None:
+    path = config_file(
+        stages=[{"name": "full", "steps": 4}], logging={"every": 2, "progress": True, "plot": False}
+    )
+    run = train(load_config(path)).output_dir
+    printed = [line.split() for line in capsys.readouterr().out.splitlines()]
+    shown = {
+        int(p[1].split("/")[0]): float(p[3]) for p in printed if p[:1] == ["step"] and "/" in p[1]
+    }
+    logged = losses(run)  # the mean over the steps since the previous line
+    assert sorted(shown) == sorted(logged) == [2, 4]
+    assert all(shown[step] == round(logged[step], 4) for step in shown), (shown, logged)

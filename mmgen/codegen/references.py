@@ -1,0 +1,118 @@
+"""What a spec names outside itself: transformers classes, the projector's activation, the
+encoder-config fields a ``num_embeddings`` formula reads or the test block's tiny encoder sets,
+and the transformers model types the modality's own name must not take over.
+
+The schema cannot see these, and a typo in one generates code that fails only when it is
+imported or run. ``mmgen validate`` and ``mmgen new-modality`` check them here. Only transformers
+is looked at (its lazy module lists its classes without importing them; an encoder's config class
+is built with its defaults to read its fields); modules of the user's own (``kind: module``) are
+never imported, since a spec must not make mmgen run code.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+from collections.abc import Iterable
+from typing import Any
+
+from mmgen.errors import SpecError
+from mmgen.formula import parse
+from mmgen.spec import Spec
+
+
+def reference_errors(spec: Spec) -> list[SpecError]:
+    """Every problem found, in spec order (empty: everything the spec names exists)."""
+    from mmgen.registry import is_transformers_model_type
+
+    errors: list[SpecError] = []
+    if is_transformers_model_type(spec.names.snake):
+        message = (
+            f"modality name {spec.names.snake!r} is a transformers model type: registering it"
+            " would replace transformers' own config of that name; choose another name"
+        )
+        errors.append(spec.error(("name",), message))
+    classes: dict[str, Any] = {}
+    for block in ("processor", "encoder"):
+        dotted = getattr(spec, block).class_
+        module, _, name = (dotted or "").rpartition(".")
+        if module != "transformers":
+            continue
+        if name in _transformers_names():
+            classes[block] = name
+        else:
+            message = f"transformers has no class {name!r}{_hint(name, _transformers_names())}"
+            errors.append(spec.error((block, "class"), message))
+    if spec.projector.kind == "mlp":
+        from transformers.activations import ACT2FN
+
+        activation = spec.projector.activation
+        if activation not in ACT2FN:
+            message = f"unknown activation {activation!r}{_hint(activation, ACT2FN)}"
+            errors.append(spec.error(("projector", "activation"), message))
+    if "encoder" in classes:
+        errors += _encoder_config_errors(spec, classes["encoder"])
+    return sorted(errors, key=_line)
+
+
+def check_references(spec: Spec) -> None:
+    """Raise the first of ``reference_errors`` (with a count of the others)."""
+    errors = reference_errors(spec)
+    if errors:
+        more = len(errors) - 1
+        raise SpecError(
+            str(errors[0]) + (f" (and {more} more; see `mmgen validate`)" if more else "")
+        )
+
+
+def _encoder_config_errors(spec: Spec, encoder_class: str) -> list[SpecError]:
+    """Fields of the encoder's config that the formula reads (``encoder.image_size``) and that
+    the test block's tiny encoder sets: a misspelt one would be kept silently by transformers
+    (the generated test would then build a full-size encoder)."""
+    fields = (
+        parse(spec.num_embeddings).encoder_fields if isinstance(spec.num_embeddings, str) else ()
+    )
+    tiny = spec.test.encoder or {}
+    if not fields and not tiny:
+        return []
+    import transformers
+
+    config_class = getattr(getattr(transformers, encoder_class), "config_class", None)
+    try:
+        defaults = config_class()
+    except Exception:  # an Auto class, or a config that needs arguments: nothing to compare with
+        return []
+    known = [k for k in vars(defaults) if not k.startswith("_")]
+    known += list(getattr(defaults, "attribute_map", {}))
+    name = config_class.__name__
+    errors = [
+        spec.error(
+            ("num_embeddings",), f"encoder.{field} is not a field of {name}{_hint(field, known)}"
+        )
+        for field in sorted(fields)
+        if not hasattr(defaults, field)
+    ]
+    errors += [
+        spec.error(("test", "encoder", key), f"not a field of {name}{_hint(key, known)}")
+        for key in tiny
+        if not hasattr(defaults, key)
+    ]
+    return errors
+
+
+@functools.cache
+def _transformers_names() -> frozenset[str]:
+    import transformers
+
+    return frozenset(dir(transformers))  # the lazy module's names: nothing imported yet (0.15 s)
+
+
+def _line(error: SpecError) -> int:
+    # "file:line: field: message" (a file name may hold ":" itself: count from the right)
+    head = str(error).split(": ", 1)[0]
+    return int(head.rpartition(":")[2])
+
+
+def _hint(name: str, known: Iterable[str]) -> str:
+    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.7)
+    return f"; did you mean {close[0]!r}?" if close else ""
