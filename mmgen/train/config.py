@@ -32,8 +32,10 @@ class ModelSection(Strict):
     llm_config: dict[str, Any] | None = None  # or a random-init LLM from this config (model_type)
     init_from: str | None = None  # or a saved MultimodalModel folder (e.g. a finished run)
     tokenizer: str | None = None  # default: the llm's, or the one saved in init_from
-    # sdpa/eager get an exact block-diagonal mask; flash_attention_2 gets varlen kwargs
-    attn_implementation: str = "sdpa"
+    # exact packed attention in every case: mmgen_varlen_sdpa runs sdpa per packed sample (no
+    # T x T mask; 3-4x faster packed steps on CPU here), sdpa/eager get a block-diagonal mask,
+    # flash_attention_2/3 get varlen kwargs
+    attn_implementation: str = "mmgen_varlen_sdpa"
     gradient_checkpointing: bool = False  # trade compute for memory on long packs
 
     @model_validator(mode="after")
