@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import sys
+import warnings
 from pathlib import Path
 
 import torch
@@ -22,6 +23,9 @@ from setuptools import find_packages, setup
 from torch.utils import cpp_extension
 
 ROOT = Path(__file__).parent.resolve()
+# setuptools warns on every editable install that a folder named like the package may shadow the
+# installed one: here that folder is the package itself, so the warning is only noise
+warnings.filterwarnings("ignore", message="Editable installation")
 sys.path.insert(0, str(ROOT))
 from mmgen.buildinfo import source_hash  # noqa: E402  (mmgen/ is importable without torch)
 
@@ -102,11 +106,25 @@ def extension():
     )  # fmt: skip
 
 
+def data_packages(folder: str, package: str) -> list[str]:
+    """``package`` and one package per subfolder: setuptools ships a folder's files only when
+    the folder is a listed package (and warns about every unlisted one)."""
+    root = ROOT / folder
+    subfolders = sorted(p for p in root.rglob("*") if p.is_dir() and p.name != "__pycache__")
+    return [package, *(f"{package}.{'.'.join(p.relative_to(root).parts)}" for p in subfolders)]
+
+
+# templates/ and specs/ sit at the top of the repository and ship inside the package
+DATA_PACKAGES = [
+    *data_packages("templates", "mmgen.templates"),
+    *data_packages("specs", "mmgen.specs"),
+]
+
 if shutil.which("ninja") is None:
     print("note: ninja not found; the build falls back to a slow serial compile", file=sys.stderr)
 setup(
-    # templates/ and specs/ sit at the top of the repository and ship inside the package
-    packages=[*find_packages(include=["mmgen", "mmgen.*"]), "mmgen.templates", "mmgen.specs"],
+    packages=[*find_packages(include=["mmgen", "mmgen.*"]), *DATA_PACKAGES],
+    package_data={package: ["*.jinja", "*.yaml"] for package in DATA_PACKAGES},
     package_dir={"mmgen.templates": "templates", "mmgen.specs": "specs"},
     ext_modules=[extension()],
     cmdclass={"build_ext": cpp_extension.BuildExtension},
