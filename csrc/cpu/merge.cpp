@@ -16,10 +16,7 @@
 #include <tuple>
 #include <vector>
 
-#if defined(__linux__)
-#include <sys/mman.h>
-#endif
-
+#include "host_cache.h"
 #include "mmgen/merge.h"
 #include "mmgen/merge_args.h"
 
@@ -33,20 +30,10 @@ int64_t grain_rows(int64_t row_bytes) {
   return std::max<int64_t>(1, (int64_t{1} << 20) / std::max<int64_t>(1, row_bytes));
 }
 
-// A fresh output of hundreds of MB costs more in 4 KiB page faults than in copying (measured
-// here: 25 ms to allocate and copy 128 MiB, 3 ms to copy into touched memory). Asking for
-// transparent huge pages (THP "madvise" mode) makes that one fault per 2 MiB. Only advice: the
-// kernel may ignore it, and the 2 MiB-aligned interior is all it can apply to.
+// Outputs come from the host buffer cache: in the steady state of training they reuse memory the
+// previous step freed instead of faulting in and zeroing fresh pages (see host_cache.h).
 at::Tensor empty_rows(at::IntArrayRef shape, const at::TensorOptions& options) {
-  at::Tensor t = at::empty(shape, options);
-#if defined(__linux__) && defined(MADV_HUGEPAGE)
-  constexpr uintptr_t kHuge = uintptr_t{2} << 20;
-  const auto begin = reinterpret_cast<uintptr_t>(t.data_ptr());
-  const uintptr_t first = (begin + kHuge - 1) & ~(kHuge - 1);
-  const uintptr_t last = (begin + t.nbytes()) & ~(kHuge - 1);
-  if (last > first) madvise(reinterpret_cast<void*>(first), last - first, MADV_HUGEPAGE);
-#endif
-  return t;
+  return host_cache::empty(shape, options);
 }
 
 // The table's gradient is mostly rows of ids absent from the batch (~60% for T=16384, V=32000).
