@@ -12,7 +12,9 @@ checkpoint would still depend on the original encoder directory. So a modality c
 
 Loading reads the config, points its path fields at ``assets/``, builds the modality eagerly
 while nested ``from_pretrained`` calls on an asset directory build from its config alone (their
-weights are in ``model.safetensors``), then loads ``model.safetensors`` strictly.
+weights are in ``model.safetensors``), then loads ``model.safetensors`` strictly. The loaded
+modality keeps its asset files in memory, so saving it again (the next checkpoint of a resumed
+run) does not need the folder it was loaded from, which checkpoint rotation may have deleted.
 """
 
 from __future__ import annotations
@@ -59,13 +61,41 @@ def _local_pretrained_dir(value: Any) -> Path | None:
     return path if any((path / name).is_file() for name in markers) else None
 
 
-def _copy_assets(source: Path, target: Path) -> None:
-    target.mkdir(parents=True, exist_ok=True)
-    for entry in source.iterdir():
-        if entry.is_file() and not _is_weight_file(entry.name) and entry.name != ASSET_MARKER:
-            shutil.copy2(entry, target / entry.name)
-    note = {"weights": "stored in the parent modality's model.safetensors", "source": str(source)}
+def _read_assets(source: Path) -> dict[str, bytes]:
+    """The non-weight files of ``source`` (configs, processor and tokenizer files), in memory."""
+    return {
+        entry.name: entry.read_bytes()
+        for entry in sorted(source.iterdir())
+        if entry.is_file() and not _is_weight_file(entry.name) and entry.name != ASSET_MARKER
+    }
+
+
+def _write_assets(files: dict[str, bytes], target: Path) -> None:
+    if target.exists():
+        shutil.rmtree(target)
+    target.mkdir(parents=True)
+    for name, content in files.items():
+        (target / name).write_bytes(content)
+    note = {"weights": "stored in the parent modality's model.safetensors"}
     (target / ASSET_MARKER).write_text(json.dumps(note, indent=2) + "\n")
+
+
+def _asset_files(model: BaseModality, value: Any) -> tuple[str, dict[str, bytes]] | None:
+    """``(key, files)`` for a config value naming a local pretrained folder, else None.
+
+    The files are kept on the model the first time they are read (and when it is loaded), so
+    later saves do not depend on that folder: a modality loaded from a checkpoint is saved whole
+    after checkpoint rotation has deleted the folder it was loaded from."""
+    if not isinstance(value, str) or not value:
+        return None
+    kept = model.__dict__.setdefault("_mmgen_asset_files", {})
+    key = os.path.abspath(value)
+    if key not in kept:
+        source = _local_pretrained_dir(value)
+        if source is None:
+            return None
+        kept[key] = _read_assets(source)
+    return key, kept[key]
 
 
 def _dedupe_shared(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -85,42 +115,38 @@ def save_modality(
     model: BaseModality,
     save_directory: str | os.PathLike,
     state_dict: dict[str, torch.Tensor] | None = None,
-) -> None:
-    """Write ``model`` as described in the module docstring."""
+) -> PreTrainedConfig:
+    """Write ``model`` as described in the module docstring; returns the config as written."""
     directory = Path(save_directory)
     if directory.is_file():
         raise NotADirectoryError(f"cannot save a modality to {directory}: it is a file")
     directory.mkdir(parents=True, exist_ok=True)
     config = copy.deepcopy(model.config)
-    # a name a config points at twice (encoder and processor) is copied once
-    copied: dict[Path, str] = {}
+    # a folder a config points at twice (encoder and processor) is written once
+    written: dict[str, str] = {}
     assets: dict[str, str] = {}
     for field, value in model.config.to_dict().items():
-        source = _local_pretrained_dir(value)
-        if source is None or field == "_name_or_path":
+        found = None if field == "_name_or_path" else _asset_files(model, value)
+        if found is None:
             continue
-        resolved = source.resolve()
-        if resolved not in copied:
-            relative = f"{ASSETS_DIR}/{field}"
-            target = directory / relative
-            if target.resolve() != resolved:  # saving over the checkpoint it was loaded from
-                if target.exists():
-                    shutil.rmtree(target)
-                _copy_assets(source, target)
-            copied[resolved] = relative
-        assets[field] = copied[resolved]
-        setattr(config, field, copied[resolved])
+        key, files = found
+        if key not in written:
+            written[key] = f"{ASSETS_DIR}/{field}"
+            _write_assets(files, directory / written[key])
+        assets[field] = written[key]
+        setattr(config, field, written[key])
     setattr(config, ASSETS_KEY, assets)
     config.architectures = [type(model).__name__]
     config.save_pretrained(directory)
     tensors = _dedupe_shared(state_dict if state_dict is not None else model.state_dict())
     save_file(tensors, str(directory / WEIGHTS_NAME), metadata={"format": "pt"})
+    return config
 
 
 def resolve_assets(config: PreTrainedConfig, directory: str | os.PathLike) -> PreTrainedConfig:
     """Point the fields ``save_modality`` rewrote at the asset folders under ``directory``."""
     for field, relative in (getattr(config, ASSETS_KEY, None) or {}).items():
-        setattr(config, field, str(Path(directory) / relative))
+        setattr(config, field, os.path.abspath(Path(directory) / relative))
     return config
 
 
@@ -177,6 +203,9 @@ def load_modality(
     resolve_assets(config, directory)
     with _nested_loads_from_assets():
         model = cls(config)
+    kept = model.__dict__.setdefault("_mmgen_asset_files", {})
+    for relative in set((getattr(config, ASSETS_KEY, None) or {}).values()):
+        kept[os.path.abspath(directory / relative)] = _read_assets(directory / relative)
     load_model(model, weights, strict=True)
     if isinstance(dtype, str) and dtype != "auto":
         dtype = getattr(torch, dtype)

@@ -23,3 +23,11 @@ class DataError(MmgenError, ValueError):
 
 class ExtensionError(MmgenError, ImportError):
     """The compiled extension ``mmgen._C`` is missing, stale or failed to load."""
+
+
+class CheckpointError(MmgenError):
+    """A checkpoint or saved model is incomplete, corrupt or not one mmgen wrote."""
+
+
+class TrainingError(MmgenError):
+    """A run cannot go on (a non-finite loss, an output folder in use by another run)."""

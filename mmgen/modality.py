@@ -129,15 +129,16 @@ class BaseModality(PreTrainedModel):
         *,
         state_dict: dict[str, torch.Tensor] | None = None,
         **kwargs: Any,
-    ) -> None:
+    ) -> BaseModalityConfig:
         """Save config, weights and the non-weight files of every local directory the config
-        names (see ``mmgen.checkpoint``), so the checkpoint loads after those are gone.
-        transformers' options (``safe_serialization``, ``max_shard_size``, ...) are accepted and
-        ignored: a modality is always one safetensors file.
+        names (see ``mmgen.checkpoint``), so the checkpoint loads after those are gone; returns
+        the config as written (its path fields pointing into the folder). transformers' options
+        (``safe_serialization``, ``max_shard_size``, ...) are accepted and ignored: a modality
+        is always one safetensors file.
         """
         from mmgen.checkpoint import save_modality
 
-        save_modality(self, save_directory, state_dict)
+        return save_modality(self, save_directory, state_dict)
 
     @classmethod
     def from_pretrained(

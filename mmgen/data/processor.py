@@ -13,6 +13,7 @@ taking the i-th entry of that modality (loaded by its loader, then processed).
 from __future__ import annotations
 
 import logging
+import math
 import re
 from collections import Counter
 from collections.abc import Mapping
@@ -20,6 +21,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import torch
 
 import mmgen.loaders  # noqa: F401  (registers raw-image and raw-audio)
@@ -304,7 +306,11 @@ class MultimodalProcessor:
         data = resolve_paths(entry.data, base)
         try:
             raw = self.loaders[name](data)
+            if not _all_finite(raw):
+                raise DataError("the loaded value holds NaN or infinite numbers")
             out = self.processors[name].process({**data, MODALITY_VALUE_KEY: raw})
+            if isinstance(out, Mapping) and not _all_finite(out.get(MODALITY_VALUE_KEY)):
+                raise DataError("the processed value holds NaN or infinite numbers")
         except _DATA_ERRORS as exc:
             raise DataError(f"{row.where}: field {entry.field} ({name}): {exc}") from exc
         if not isinstance(out, Mapping) or MODALITY_VALUE_KEY not in out:
@@ -353,6 +359,24 @@ class _Placeholder:
 
     def __init__(self, name: str) -> None:
         self.name = name
+
+
+def _all_finite(value: Any) -> bool:
+    """False when a tensor or array in ``value`` (nested in dicts and lists too) holds NaN or
+    inf: such a sample would turn the loss NaN for the rest of the run."""
+    if isinstance(value, torch.Tensor):
+        return not (value.is_floating_point() or value.is_complex()) or bool(
+            torch.isfinite(value).all()
+        )
+    if isinstance(value, np.ndarray):
+        return not np.issubdtype(value.dtype, np.inexact) or bool(np.isfinite(value).all())
+    if isinstance(value, Mapping):
+        return all(_all_finite(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return all(_all_finite(v) for v in value)
+    if isinstance(value, float):
+        return math.isfinite(value)
+    return True
 
 
 def _processor_option(processor: BaseModalityProcessor, option: str) -> Any:

@@ -12,15 +12,16 @@ A saved model is a folder of standard parts, each loadable alone:
 
 from __future__ import annotations
 
+import copy
 import os
 import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedConfig
 
-from mmgen.errors import ConfigError
+from mmgen.errors import CheckpointError, ConfigError
 from mmgen.model.trainable import is_lora
 
 if TYPE_CHECKING:
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
 LLM_DIR = "llm"
 ADAPTER_DIR = "llm_adapter"
 MODALITIES_DIR = "modalities"
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
 
 
 def _part(state_dict: dict[str, torch.Tensor] | None, prefix: str):
@@ -70,17 +72,19 @@ def save(
         )
         # adapters an earlier save left here would be loaded onto this LLM
         shutil.rmtree(directory / ADAPTER_DIR, ignore_errors=True)
+    saved = {}  # each modality's config as written: its path fields point into the folder
     for name, modality in model.modalities.items():
-        modality.save_pretrained(
+        written = modality.save_pretrained(
             directory / MODALITIES_DIR / name, state_dict=_part(state_dict, f"modalities.{name}.")
         )
-    config = model.config
-    saved_llm = config.llm
+        saved[name] = written if isinstance(written, PreTrainedConfig) else modality.config
+    # a copy: the live config keeps the names the running model was built from
+    config = copy.copy(model.config)
     config.llm = None  # the weights are in llm/, not at the original name
-    try:
-        config.save_pretrained(directory)
-    finally:
-        config.llm = saved_llm
+    config.modalities = saved
+    if tokenizer is not None:
+        config.tokenizer = None  # saved beside; loading points at this folder
+    config.save_pretrained(directory)
     if tokenizer is not None:
         tokenizer.save_pretrained(directory)
 
@@ -111,9 +115,16 @@ def load(
         options["attn_implementation"] = attn_implementation
     if device_map is not None:
         options["device_map"] = device_map
-    llm = AutoModelForCausalLM.from_pretrained(directory / LLM_DIR, **options)
+    # safetensors only: a pickled weight file (pytorch_model.bin) placed in a saved model must
+    # not be read, and mmgen never writes one
+    llm = AutoModelForCausalLM.from_pretrained(directory / LLM_DIR, use_safetensors=True, **options)
     if (directory / ADAPTER_DIR).is_dir():
         from peft import PeftModel
+
+        if not (directory / ADAPTER_DIR / ADAPTER_WEIGHTS).is_file():
+            raise CheckpointError(
+                f"{directory / ADAPTER_DIR}: no {ADAPTER_WEIGHTS} (mmgen loads no pickled weights)"
+            )
 
         llm = PeftModel.from_pretrained(llm, directory / ADAPTER_DIR, is_trainable=is_trainable)
     modalities = {}

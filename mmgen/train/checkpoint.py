@@ -1,13 +1,18 @@
-"""Checkpoints: written to a temp folder then renamed (never half-written), the last K kept.
+"""Checkpoints: complete or absent, verified before a run resumes from one, the last K kept.
 
 A checkpoint folder ``<dir>/step-00000100/`` holds::
 
-    model/              the MultimodalModel's save_pretrained (+ tokenizer): loadable on its own
-    trainer_state.pt    optimizer, scheduler, data position, RNG states, step/stage counters
-    train.yaml          the config the run was started with
+    model/                       the MultimodalModel's save_pretrained (+ tokenizer), loadable
+                                 on its own and self-contained (encoder assets included)
+    trainer_state.json           step, stage, data position, optimizer/scheduler settings, RNG
+    trainer_state.safetensors    the optimizer's and RNG's tensors (see ``trainer_state``)
+    train.yaml                   the config the run was started with
+    manifest.json                every other file's size and SHA-256, written last
 
-``trainer_state.pt`` is written last and the rename makes the folder visible, so a folder named
-``step-*`` is always complete. Temp folders left by a killed run are removed on the next start.
+It is written in a temp folder and renamed (``manifest.publish``), so a folder named ``step-*``
+was complete when written. Resuming verifies the newest checkpoint against its manifest and falls
+back to the newest one that verifies, moving the broken ones aside (``step-*.invalid``). Nothing
+in a checkpoint is unpickled: a checkpoint someone else wrote cannot run code.
 """
 
 from __future__ import annotations
@@ -23,13 +28,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from mmgen.errors import ConfigError
+from mmgen.errors import CheckpointError, ConfigError
+from mmgen.train import manifest
+from mmgen.train.trainer_state import load_trainer_state
 
-STATE_FILE = "trainer_state.pt"
 MODEL_DIR = "model"
 CONFIG_FILE = "train.yaml"
+LEGACY_STATE_FILE = "trainer_state.pt"  # a pickle, as mmgen wrote before: never loaded
+INVALID_SUFFIX = ".invalid"
 _NAME = re.compile(r"^step-(\d{8,})$")
-_TMP_PREFIX = ".tmp-"
 
 
 class CheckpointManager:
@@ -42,7 +49,7 @@ class CheckpointManager:
         self.keep = keep
 
     def checkpoints(self) -> list[Path]:
-        """Complete checkpoints, oldest first."""
+        """Checkpoint folders, oldest first (verified only by ``choose``)."""
         if not self.directory.is_dir():
             return []
         found = [p for p in self.directory.iterdir() if _NAME.match(p.name) and p.is_dir()]
@@ -54,44 +61,83 @@ class CheckpointManager:
 
     def remove_partial(self) -> None:
         """Delete temp folders a killed run left behind."""
+        manifest.remove_partial(self.directory)
+
+    def clear(self) -> None:
+        """Delete every checkpoint, broken ones included (``--overwrite``)."""
+        for path in self.checkpoints():
+            shutil.rmtree(path)
         if self.directory.is_dir():
-            for path in self.directory.iterdir():
-                if path.name.startswith(_TMP_PREFIX):
-                    shutil.rmtree(path, ignore_errors=True)
+            for path in self.directory.glob(f"step-*{INVALID_SUFFIX}*"):
+                shutil.rmtree(path, ignore_errors=True)
 
     def save(self, step: int, write: Callable[[Path], None]) -> Path:
-        """Call ``write(folder)`` on a temp folder, then rename it to ``step-<step>`` and drop the
-        oldest checkpoints beyond ``keep``. Returns the final folder."""
-        final = self.directory / f"step-{step:08d}"
-        tmp = self.directory / f"{_TMP_PREFIX}{final.name}-{os.getpid()}"
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        tmp.mkdir(parents=True)
-        try:
-            write(tmp)
-            _fsync_tree(tmp)
-            if final.exists():  # the same step saved again (e.g. a signal right after a save)
-                shutil.rmtree(final)
-            os.replace(tmp, final)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+        """Call ``write(folder)`` on a temp folder, add the manifest, rename it to
+        ``step-<step>`` and drop the oldest checkpoints beyond ``keep``. Returns the folder."""
+        final = manifest.publish(self.directory / f"step-{step:08d}", write, step=step)
         for old in self.checkpoints()[: -self.keep]:
             shutil.rmtree(old, ignore_errors=True)
         return final
 
+    def quarantine(self, path: Path) -> Path:
+        """Rename a broken checkpoint out of the way (kept for inspection, never resumed)."""
+        target = path.with_name(path.name + INVALID_SUFFIX)
+        number = 1
+        while target.exists():
+            number += 1
+            target = path.with_name(f"{path.name}{INVALID_SUFFIX}{number}")
+        os.replace(path, target)
+        return target
 
-def resolve_resume(manager: CheckpointManager, resume: str | None) -> Path | None:
-    """The checkpoint ``--resume`` means: ``"auto"`` (the latest, or None when there is none
-    yet: a fresh start) or an explicit checkpoint folder."""
-    if resume is None:
-        return None
-    if resume == "auto":
-        return manager.latest()
-    path = Path(resume)
-    if not (path / STATE_FILE).is_file():
-        raise ConfigError(f"--resume {resume}: not a checkpoint folder (no {STATE_FILE})")
-    return path
+    def choose(self, resume: str | None, say: Callable[[str], None]):
+        """The checkpoint ``--resume`` means, verified, with its trainer state: ``(folder,
+        state)``, or None for a fresh start.
+
+        ``resume="auto"``: the newest checkpoint that verifies (None when there is none yet);
+        newer ones that do not are moved aside, saying which and why. A folder: that checkpoint,
+        which must verify. Raises ``CheckpointError`` (one line) when nothing can be resumed.
+        """
+        if resume is None:
+            return None
+        if resume != "auto":
+            path = Path(resume)
+            if not path.is_dir():
+                raise ConfigError(f"--resume-from {resume}: no such checkpoint folder")
+            return path, read_state(path)
+        found = self.checkpoints()
+        broken: list[tuple[Path, CheckpointError]] = []
+        for path in reversed(found):
+            try:
+                state = read_state(path)
+            except CheckpointError as error:
+                broken.append((path, error))
+                continue
+            for bad, error in broken:
+                moved = self.quarantine(bad)
+                say(f"checkpoint {bad.name} does not verify ({error}); moved aside to {moved.name}")
+            if broken:
+                say(f"resuming from {path.name}, the newest checkpoint that verifies")
+            return path, state
+        if not found:
+            return None
+        newest, error = broken[0]
+        raise CheckpointError(
+            f"cannot resume: none of the {len(found)} checkpoint(s) in {self.directory} verifies"
+            f" (the newest, {newest.name}: {error}); pass --overwrite to start again"
+        )
+
+
+def read_state(folder: Path) -> dict[str, Any]:
+    """The trainer state of the checkpoint ``folder`` once every file of the folder verifies
+    against its manifest; a ``CheckpointError`` naming the file otherwise."""
+    legacy = folder / LEGACY_STATE_FILE
+    if legacy.exists():
+        raise CheckpointError(
+            f"{legacy}: not a valid checkpoint: a pickle (an older mmgen's format), which mmgen"
+            " does not load because unpickling can run code"
+        )
+    manifest.verify_manifest(folder)
+    return load_trainer_state(folder)
 
 
 def rng_state() -> dict[str, Any]:
@@ -107,16 +153,13 @@ def rng_state() -> dict[str, Any]:
 
 
 def set_rng_state(state: dict[str, Any]) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def _fsync_tree(folder: Path) -> None:
-    # the rename must not become visible before the data it points at is on disk
-    for path in folder.rglob("*"):
-        if path.is_file():
-            with path.open("rb") as handle:
-                os.fsync(handle.fileno())
+    """Restore ``rng_state()``; a state that does not fit is a ``CheckpointError``."""
+    try:
+        random.setstate(state["python"])
+        np.random.set_state(state["numpy"])
+        torch.set_rng_state(state["torch"])
+        if "cuda" in state and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        why = f"its RNG state does not fit ({exc})"
+        raise CheckpointError(f"not a valid checkpoint: {why}") from None

@@ -161,6 +161,14 @@ class DistributedSection(Strict):
     backend: Literal["auto", "gloo", "nccl"] = "auto"  # auto: nccl on GPU, gloo on CPU
 
 
+class TrainSection(Strict):
+    """How the loop treats a step gone wrong."""
+
+    # a step whose loss or gradient norm is inf/NaN: stop before the update spreads it into the
+    # weights (no checkpoint of that state), or skip the step (counted in metrics.jsonl)
+    on_nonfinite: Literal["stop", "skip"] = "stop"
+
+
 class CheckpointSection(Strict):
     every: int | None = Field(500, gt=0)  # optimizer steps; null: only on signals and at the end
     keep: int = Field(2, gt=0)  # the last K checkpoints stay
@@ -199,6 +207,7 @@ class TrainConfig(Strict):
     optimizer: OptimizerSection = Field(default_factory=OptimizerSection)
     schedule: ScheduleSection = Field(default_factory=ScheduleSection)
     distributed: DistributedSection = Field(default_factory=DistributedSection)
+    train: TrainSection = Field(default_factory=TrainSection)
     checkpoint: CheckpointSection = Field(default_factory=CheckpointSection)
     logging: LoggingSection = Field(default_factory=LoggingSection)
     eval: EvalSection = Field(default_factory=EvalSection)

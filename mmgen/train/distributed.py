@@ -126,6 +126,15 @@ def gather_objects(value: object) -> list[object]:
     return out
 
 
+def broadcast_object(value: object) -> object:
+    """Rank 0's ``value`` on every rank (e.g. the checkpoint rank 0 chose to resume from)."""
+    if not dist.is_initialized():
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
 def barrier() -> None:
     if dist.is_initialized():
         dist.barrier()

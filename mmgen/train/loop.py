@@ -14,7 +14,7 @@ number of targets, however the samples were packed.
 from __future__ import annotations
 
 import contextlib
-import shutil
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,13 +23,15 @@ from typing import Any
 import torch
 import yaml
 
-from mmgen.errors import ConfigError
-from mmgen.train import build, checkpoint, distributed, evaluate, precision, stages
+from mmgen.errors import CheckpointError, ConfigError, MmgenError, TrainingError
+from mmgen.train import build, checkpoint, distributed, evaluate, manifest, precision, stages
 from mmgen.train.checkpoint import CheckpointManager
 from mmgen.train.config import TrainConfig
 from mmgen.train.data import TrainData, target_tokens
+from mmgen.train.lock import RunLock
 from mmgen.train.metrics import Metrics, Progress, Window
 from mmgen.train.signals import StopRequest
+from mmgen.train.trainer_state import load_trainer_state, save_trainer_state
 
 FINAL_MODEL_DIR = "model"  # <output_dir>/model: the trained model, for inference
 
@@ -50,20 +52,51 @@ def train(config: TrainConfig, *, resume: str | None = None, overwrite: bool = F
         torch.set_num_threads(config.threads)
     world = distributed.setup(config.device, config.distributed.backend)
     try:
-        return Trainer(config, world, resume=resume, overwrite=overwrite).run()
+        with _lock_output(config, world) as took_over:
+            return Trainer(config, world, resume=resume, overwrite=overwrite, notes=took_over).run()
     finally:
         distributed.teardown()
 
 
+@contextlib.contextmanager
+def _lock_output(config: TrainConfig, world: distributed.World):
+    """Hold the run's folders (rank 0 locks them for all ranks) while the run lasts; yields
+    what it says about the stale locks of dead runs it took over."""
+    out = config.path(config.output_dir)
+    folders = [out]
+    if config.checkpoint.dir and not config.path(config.checkpoint.dir).is_relative_to(out):
+        folders.append(config.path(config.checkpoint.dir))
+    locks = [RunLock(folder) for folder in folders] if world.main else []
+    error = None
+    try:
+        for lock in locks:
+            lock.acquire()
+    except TrainingError as exc:
+        error = exc
+    try:
+        if distributed.any_rank(error is not None, world.device):
+            raise error or TrainingError("the output folder is in use by another run (see rank 0)")
+        yield [
+            f"took over {lock.path} from a run that is no longer running ({lock.took_over})"
+            for lock in locks
+            if lock.took_over
+        ]
+    finally:
+        for lock in locks:
+            lock.release()
+
+
 class Trainer:
-    def __init__(self, config: TrainConfig, world: distributed.World, *, resume, overwrite):
+    def __init__(self, config: TrainConfig, world: distributed.World, *, resume, overwrite,
+                 notes=()):  # fmt: skip
         self.config, self.world = config, world
         self.out = config.path(config.output_dir)
         folder = config.path(config.checkpoint.dir) if config.checkpoint.dir else None
         self.checkpoints = CheckpointManager(
             folder or self.out / "checkpoints", config.checkpoint.keep
         )
-        self.resume_from = checkpoint.resolve_resume(self.checkpoints, resume)
+        self.resume, self.notes = resume, list(notes)
+        self.resume_from: Path | None = None
         if resume is None and self.checkpoints.latest() is not None and not overwrite:
             raise ConfigError(
                 f"{self.checkpoints.directory} holds checkpoints of an earlier run: pass --resume"
@@ -73,6 +106,7 @@ class Trainer:
         self.autocast = precision.autocast_factory(mode, world.device)
         self.scaler = precision.grad_scaler(mode, world.device)
         self.step = 0  # optimizer steps completed
+        self.skipped_steps = 0  # steps with a non-finite loss, skipped (train.on_nonfinite)
         self.saved_step = -1
         self.last_checkpoint: Path | None = None
         self.accuracy: evaluate.Accuracy | None = None
@@ -82,20 +116,23 @@ class Trainer:
     def _prepare(self) -> dict[str, Any] | None:
         """Build (or restore) the model and the data; returns the checkpoint's trainer state."""
         config, world = self.config, self.world
-        fresh = self.resume_from is None
-        if world.main:
+        for line in self.notes:
+            self._print(line)
+        if world.main:  # under the run's lock: these are a killed run's, not another live run's
             self.out.mkdir(parents=True, exist_ok=True)
             self.checkpoints.remove_partial()
+            manifest.remove_partial(self.out)
+        state = self._choose_checkpoint()
+        fresh = state is None
         build.register_project(config)
         self.tokenizer = build.load_tokenizer(config)
-        state = None
-        if self.resume_from is None:
+        if fresh:
             self.model = build.build_model(config, self.tokenizer, world)
             stages.add_lora(config, self.model)
         else:
-            self.model = build.load_model(self.resume_from / checkpoint.MODEL_DIR, config)
-            state = torch.load(self.resume_from / checkpoint.STATE_FILE, weights_only=False)
-            self.step = self.saved_step = int(state["step"])
+            self.model = self._load_model(self.resume_from / checkpoint.MODEL_DIR)
+            self.step = self.saved_step = state["step"]
+            self.skipped_steps = int(state.get("skipped_steps", 0))
             self.last_checkpoint = self.resume_from
             _rescale_position(state, world, self._print)
         build.check_modalities(config, self.model)
@@ -110,12 +147,12 @@ class Trainer:
         # only now that the model and data are ready: a run that fails to start leaves an
         # earlier run's checkpoints and metrics as they were
         if world.main and fresh:  # --overwrite (or nothing to resume): no earlier step remains
-            for old in self.checkpoints.checkpoints():
-                shutil.rmtree(old)
+            self.checkpoints.clear()
         distributed.barrier()
         self.metrics = Metrics(
-            self.out, enabled=world.main, tensorboard=config.logging.tensorboard, fresh=fresh
-        )
+            self.out, enabled=world.main, tensorboard=config.logging.tensorboard,
+            fresh=fresh, keep=None if fresh else self._logged_before_checkpoint,
+        )  # fmt: skip
         where = f"{world.size} x {world.device.type}" if world.distributed else world.device.type
         size = sum(p.numel() for p in self.model.parameters()) / 1e6
         self._print(f"mmgen train: {where}, {size:.2f}M parameters, writing to {self.out}")
@@ -123,6 +160,55 @@ class Trainer:
         if state is not None:
             self._print(f"resuming {self.resume_from} at step {self.step}")
         return state
+
+    def _choose_checkpoint(self) -> dict[str, Any] | None:
+        """The trainer state to resume from (None: a fresh start). Rank 0 verifies the
+        checkpoints (and moves broken ones aside); the other ranks read the one it chose."""
+        found, error = None, None
+        if self.world.main:
+            try:
+                found = self.checkpoints.choose(self.resume, self._print)
+            except MmgenError as exc:
+                error = exc
+        chosen = distributed.broadcast_object(error or (found[0] if found else None))
+        if isinstance(chosen, MmgenError):
+            raise chosen
+        if chosen is None:
+            return None
+        self.resume_from = Path(chosen)
+        return found[1] if found is not None else load_trainer_state(self.resume_from)
+
+    def _load_model(self, folder: Path):
+        """The checkpoint's model; anything wrong with it is a ``CheckpointError``."""
+        try:
+            model = build.load_model(folder, self.config)
+        except MmgenError:
+            raise
+        except Exception as exc:  # whatever a damaged file makes transformers or peft raise
+            first = (str(exc).strip().splitlines() or [""])[0]
+            raise CheckpointError(
+                f"{folder}: not a valid checkpoint: {type(exc).__name__}: {first}"
+            ) from None
+        for name, value in model.state_dict().items():
+            if value.is_floating_point() and not torch.isfinite(value).all():
+                raise CheckpointError(
+                    f"{folder}: not a valid checkpoint: {name} holds non-finite values"
+                )
+        return model
+
+    def _logged_before_checkpoint(self, record: dict[str, Any]) -> bool:
+        """Whether a metrics record of an earlier attempt was logged before the checkpoint
+        this run resumes from (later ones are logged again, so they are dropped): the steps up
+        to it, and its step's training line and periodic evaluation, but not the final
+        evaluations, which ``_finish`` runs again."""
+        step, saved = record.get("step"), self.step
+        if not isinstance(step, int) or step > saved:
+            return False
+        if step < saved:
+            return True
+        return record.get("kind") == "train" or (
+            record.get("kind") == "eval" and saved < self.config.total_steps
+        )
 
     # -- the run ---------------------------------------------------------------------------
 
@@ -177,6 +263,8 @@ class Trainer:
             shown = window.latest
             if self.step % config.logging.every == 0 or self.step == end:
                 shown = window.flush(self.scheduler)  # the console shows what metrics.jsonl gets
+                if self.skipped_steps:
+                    shown["skipped_steps"] = self.skipped_steps
                 self.metrics.log("train", self.step, **shown)
             self.progress.update(self.step, shown)
             last_step = self.step == config.total_steps  # _finish evaluates that one
@@ -212,28 +300,51 @@ class Trainer:
         except Exception:
             self._save_after_error(*before)
             raise
-        self._update()
-        self.step += 1
         tokens, slots = self.data.sizes(batches)
         figures = torch.tensor([loss_sum.item(), tokens, slots], dtype=torch.float64)
         loss_total, tokens, slots = distributed.all_reduce_sum(figures.to(world.device)).tolist()
-        window.add(loss_total / total, tokens, slots, time.perf_counter() - start)
+        updated = self._update(loss_total / total)
+        self.step += 1
+        loss = loss_total / total if updated else None
+        window.add(loss, tokens, slots, time.perf_counter() - start)
 
-    def _update(self) -> None:
-        """Clip the global gradient norm, step the optimizer and the LR schedule."""
+    def _update(self, loss: float) -> bool:
+        """Clip the global gradient norm, step the optimizer and the LR schedule; False when the
+        step was skipped for a non-finite loss or gradient norm (``train.on_nonfinite``)."""
         optimizer, clip = self.optimizer, self.config.optimizer.grad_clip
         if self.scaler is not None:
             self.scaler.unscale_(optimizer)
-        if clip is not None:
-            params = [p for group in optimizer.param_groups for p in group["params"]]
-            torch.nn.utils.clip_grad_norm_(params, clip)
-        if self.scaler is not None:
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        # the norm is needed either way: a NaN in it means NaN weights after the update
+        norm = _as_float(torch.nn.utils.clip_grad_norm_(params, clip or math.inf))
+        # fp16's scaler skips steps with inf gradients itself: that is how it finds its scale
+        finite = math.isfinite(loss) and (self.scaler is not None or math.isfinite(norm))
+        if not finite:
+            self._nonfinite(loss, norm)
+            if self.scaler is not None:
+                self.scaler.update()
+        elif self.scaler is not None:
             self.scaler.step(optimizer)
             self.scaler.update()
         else:
             optimizer.step()
         self.wrapped.zero_grad(set_to_none=True)  # frozen parameters' too (FSDP computes them)
         self.scheduler.step()
+        return finite
+
+    def _nonfinite(self, loss: float, norm: float) -> None:
+        """A step whose loss or gradient norm is inf or NaN: stop the run before the update
+        spreads it into the weights (no checkpoint of such a state), or skip the step."""
+        what = f"step {self.step + 1}: the loss is {loss:.4g} (gradient norm {norm:.4g})"
+        if self.config.train.on_nonfinite == "stop":
+            last = self.last_checkpoint
+            kept = f"; the last checkpoint is {last}" if last is not None else ""
+            raise TrainingError(
+                f"{what}: stopped without saving this state{kept}; set train.on_nonfinite: skip"
+                " to skip such steps"
+            )
+        self.skipped_steps += 1
+        self._print(f"{what}: skipped ({self.skipped_steps} skipped so far)")
 
     # -- evaluation ------------------------------------------------------------------------
 
@@ -285,6 +396,7 @@ class Trainer:
             "data": data_state or self.data.stream.state_dict(),
             "rng": distributed.gather_objects(rng or checkpoint.rng_state()),
             "world_size": world.size,
+            "skipped_steps": self.skipped_steps,
         }
         weights = distributed.full_model_state(self.wrapped)
         if world.main:
@@ -299,7 +411,7 @@ class Trainer:
         # the config as it ran: the file with its --set overrides applied
         effective = yaml.safe_dump(self.config.model_dump(mode="json"), sort_keys=False)
         (folder / checkpoint.CONFIG_FILE).write_text(effective, encoding="utf-8")
-        torch.save(state, folder / checkpoint.STATE_FILE)  # last: the folder is complete
+        save_trainer_state(state, folder)  # JSON + safetensors: nothing to unpickle
 
     def _save_model(self, folder: Path, weights: dict[str, torch.Tensor] | None) -> None:
         """The model and tokenizer as ``MultimodalModel.from_pretrained`` reads them; ``weights``
@@ -327,8 +439,8 @@ class Trainer:
             self._evaluate("eval")
         self._evaluate("test")
         weights = distributed.full_model_state(self.wrapped)
-        if self.world.main:
-            self._save_model(self.out / FINAL_MODEL_DIR, weights)
+        if self.world.main:  # complete or absent, like a checkpoint, with its own manifest
+            manifest.publish(self.out / FINAL_MODEL_DIR, lambda f: self._save_model(f, weights))
             if self.config.logging.plot and self.metrics.path.is_file():
                 from mmgen.train.plot import plot_metrics
 
@@ -367,6 +479,11 @@ def _rescale_position(state: dict[str, Any], world: distributed.World, say) -> N
             f"{world.size}: the data order continues approximately")  # fmt: skip
     if before != world.size or len(state["rng"]) != world.size:
         state["rng"] = state["rng"][:1] * world.size
+
+
+def _as_float(norm: torch.Tensor) -> float:
+    # FSDP2's norm is a DTensor: the full value is the same on every rank
+    return float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm)
 
 
 def _no_sync(model: torch.nn.Module, *, unless: bool):

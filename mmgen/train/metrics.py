@@ -1,15 +1,18 @@
 """Metrics of a run: one JSON object per line in ``<output_dir>/metrics.jsonl`` (and TensorBoard
 scalars when ``tensorboard`` is installed), plus the console progress bar.
 
-Records are ``{"kind": "train"|"eval"|"test", "step": N, ...values}``. A resumed run appends to
-the same file and may log a step again; readers keep the last record per (kind, step).
+Records are ``{"kind": "train"|"eval"|"test", "step": N, ...values}``. A resumed run first drops
+the records an interrupted attempt logged after the checkpoint it resumes from (they are logged
+again), then appends, so every record appears once.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,8 +26,16 @@ class Metrics:
     """Writes records on rank 0; every other rank gets a silent instance."""
 
     def __init__(
-        self, folder: Path, *, enabled: bool, tensorboard: bool | str = "auto", fresh: bool = False
+        self,
+        folder: Path,
+        *,
+        enabled: bool,
+        tensorboard: bool | str = "auto",
+        fresh: bool = False,
+        keep: Callable[[dict[str, Any]], bool] | None = None,
     ) -> None:
+        """``fresh``: start an empty file; otherwise append, after dropping the records for which
+        ``keep(record)`` is False (a resumed run's records past its checkpoint)."""
         self.path = Path(folder) / METRICS_FILE
         self.enabled = enabled
         self._file = None
@@ -32,6 +43,8 @@ class Metrics:
         if not enabled:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        if not fresh and keep is not None and self.path.is_file():
+            _rewrite(self.path, keep)
         self._file = self.path.open("w" if fresh else "a", encoding="utf-8")
         if tensorboard:
             self._board = _summary_writer(self.path.parent / "tensorboard", tensorboard == "auto")
@@ -57,13 +70,32 @@ class Metrics:
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:
-    """The records of a metrics file, the last one per (kind, step), in step order."""
+    """The records of a metrics file, the last one per (kind, step), in step order. A line that
+    is not a record (the torn last line of a killed run) is left out."""
     latest: dict[tuple[str, int], dict[str, Any]] = {}
-    for line in Path(path).read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            record = json.loads(line)
-            latest[(record["kind"], record["step"])] = record
+    for record in _records(Path(path)):
+        latest[(record["kind"], record["step"])] = record
     return sorted(latest.values(), key=lambda r: (r["step"], r["kind"]))
+
+
+def _records(path: Path) -> list[dict[str, Any]]:
+    records = []
+    for line in path.read_bytes().decode("utf-8", errors="replace").splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict) and isinstance(record.get("step"), int) and "kind" in record:
+            records.append(record)
+    return records
+
+
+def _rewrite(path: Path, keep: Callable[[dict[str, Any]], bool]) -> None:
+    """Keep the records ``keep`` accepts (atomically: a crash leaves the old file or the new)."""
+    lines = [json.dumps(record) + "\n" for record in _records(path) if keep(record)]
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text("".join(lines), encoding="utf-8")
+    os.replace(tmp, path)
 
 
 def _summary_writer(folder: Path, optional: bool):
@@ -93,7 +125,7 @@ class Progress:
         if not self.enabled:
             return
         shown = {
-            "loss": f"{values['loss']:.4f}",
+            "loss": f"{values['loss']:.4f}" if "loss" in values else "-",
             "tok/s": f"{values['tokens_per_s']:.0f}",
             "packing": f"{values['packing']:.0%}",
         }
@@ -127,19 +159,25 @@ class Window:
     seconds: float = 0.0
     latest: dict[str, float] = field(default_factory=dict)
 
-    def add(self, loss: float, tokens: float, slots: float, seconds: float) -> None:
-        self.losses.append(loss)
+    def add(self, loss: float | None, tokens: float, slots: float, seconds: float) -> None:
+        """One step's figures; ``loss`` None for a step skipped for a non-finite loss."""
+        if loss is not None:
+            self.losses.append(loss)
         self.tokens, self.slots, self.seconds = (
             self.tokens + tokens, self.slots + slots, self.seconds + seconds,
         )  # fmt: skip
         self.latest = {
-            "loss": loss,
             "tokens_per_s": self.tokens / max(self.seconds, 1e-9),
             "packing": self.tokens / max(self.slots, 1.0),
         }
+        if loss is not None:
+            self.latest["loss"] = loss
 
     def flush(self, scheduler) -> dict[str, float]:
-        values = {**self.latest, "loss": sum(self.losses) / max(len(self.losses), 1)}
+        """The window's figures (its mean loss over the steps that were not skipped)."""
+        values = {k: v for k, v in self.latest.items() if k != "loss"}
+        if self.losses:
+            values["loss"] = sum(self.losses) / len(self.losses)
         values["lr"] = scheduler.get_last_lr()[0]
         self.losses, self.tokens, self.slots, self.seconds = [], 0.0, 0.0, 0.0
         return values

@@ -187,7 +187,7 @@ def test_an_error_mid_run_keeps_the_completed_steps(data, tmp_path, monkeypatch)
     with pytest.raises(DataError, match="file not found"):
         train(load_config(path))
     saved = tmp_path / "run" / "checkpoints" / "step-00000002"
-    assert (saved / "trainer_state.pt").is_file()
+    assert (saved / "trainer_state.json").is_file() and (saved / "manifest.json").is_file()
     MultimodalModel.from_pretrained(saved / "model")  # loadable
     monkeypatch.setattr(TrainData, "next_batch", real)
     result = train(load_config(path), resume="auto")

@@ -1,0 +1,98 @@
+"""One run per output folder: ``<output_dir>/train.lock``, held while ``mmgen train`` runs.
+
+The lock is an ``flock`` on the file, which the kernel releases when the process ends however
+it ends (``kill -9`` included), so a lock is never left behind by a dead run. The file names its
+holder (pid, host, start time): a second run into the folder, or a resume while the first still
+runs, stops with one line naming that process. A file that still names a holder which no longer
+holds the lock is a run that died without cleaning up; the next run takes it over and says so.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import socket
+import time
+from pathlib import Path
+
+from mmgen.errors import TrainingError
+
+LOCK_FILE = "train.lock"
+
+
+class RunLock:
+    """``with RunLock(folder) as lock:`` holds the folder for this process; ``lock.took_over``
+    describes the dead run whose lock it took, if any."""
+
+    def __init__(self, folder: Path) -> None:
+        self.path = Path(folder) / LOCK_FILE
+        self.took_over: str | None = None
+        self._fd: int | None = None
+
+    def __enter__(self) -> RunLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+    def acquire(self) -> None:
+        import fcntl
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            holder = _describe(_read(fd))
+            os.close(fd)
+            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise TrainingError(
+                    f"{self.path.parent} is in use by another mmgen train ({holder}); wait for"
+                    " it to finish or stop it, or choose another output_dir"
+                ) from None
+            raise TrainingError(f"cannot lock {self.path}: {exc.strerror}") from None
+        previous = _read(fd)
+        if previous:
+            self.took_over = _describe(previous)
+        record = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, (json.dumps(record) + "\n").encode(), 0)
+        os.fsync(fd)
+        self._fd = fd
+
+    def release(self) -> None:
+        """Empty the file (no holder) and unlock it. The file stays: deleting a locked file
+        lets two later runs lock two different files."""
+        if self._fd is None:
+            return
+        import fcntl
+
+        os.ftruncate(self._fd, 0)
+        fcntl.flock(self._fd, fcntl.LOCK_UN)
+        os.close(self._fd)
+        self._fd = None
+
+
+def _read(fd: int) -> dict | None:
+    raw = os.pread(fd, 4096, 0)
+    if not raw.strip():
+        return None
+    try:
+        record = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
+def _describe(record: dict | None) -> str:
+    if not record:
+        return "process unknown"
+    started = record.get("started")
+    when = (
+        time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started))
+        if isinstance(started, (int, float))
+        else "?"
+    )
+    return f"pid {record.get('pid', '?')} on {record.get('host', '?')}, started {when}"
