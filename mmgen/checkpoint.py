@@ -136,6 +136,7 @@ def save_modality(
         assets[field] = written[key]
         setattr(config, field, written[key])
     setattr(config, ASSETS_KEY, assets)
+    config._name_or_path = ""  # where it was loaded from: no path outside the folder
     config.architectures = [type(model).__name__]
     config.save_pretrained(directory)
     tensors = _dedupe_shared(state_dict if state_dict is not None else model.state_dict())

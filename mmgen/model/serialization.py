@@ -81,6 +81,8 @@ def save(
     # a copy: the live config keeps the names the running model was built from
     config = copy.copy(model.config)
     config.llm = None  # the weights are in llm/, not at the original name
+    config.text_config = copy.copy(config.text_config)
+    config.text_config._name_or_path = ""  # where it was loaded from: no path outside the folder
     config.modalities = saved
     if tokenizer is not None:
         config.tokenizer = None  # saved beside; loading points at this folder

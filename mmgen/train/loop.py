@@ -140,7 +140,9 @@ class Trainer:
             self.model.language_model.gradient_checkpointing_enable()
         self.model.to(world.device)
         self.wrapped = self.model
-        self.processor = build.build_processor(config, self.model, self.tokenizer)
+        # a resumed model's processors read the checkpoint's asset files
+        with _invalid_checkpoint(self.resume_from) if not fresh else contextlib.nullcontext():
+            self.processor = build.build_processor(config, self.model, self.tokenizer)
         self.data = TrainData(config, self.processor, world)
         if state is not None:
             self.data.stream.load_state_dict(state["data"])
@@ -180,15 +182,8 @@ class Trainer:
 
     def _load_model(self, folder: Path):
         """The checkpoint's model; anything wrong with it is a ``CheckpointError``."""
-        try:
+        with _invalid_checkpoint(folder):
             model = build.load_model(folder, self.config)
-        except MmgenError:
-            raise
-        except Exception as exc:  # whatever a damaged file makes transformers or peft raise
-            first = (str(exc).strip().splitlines() or [""])[0]
-            raise CheckpointError(
-                f"{folder}: not a valid checkpoint: {type(exc).__name__}: {first}"
-            ) from None
         for name, value in model.state_dict().items():
             if value.is_floating_point() and not torch.isfinite(value).all():
                 raise CheckpointError(
@@ -479,6 +474,21 @@ def _rescale_position(state: dict[str, Any], world: distributed.World, say) -> N
             f"{world.size}: the data order continues approximately")  # fmt: skip
     if before != world.size or len(state["rng"]) != world.size:
         state["rng"] = state["rng"][:1] * world.size
+
+
+@contextlib.contextmanager
+def _invalid_checkpoint(folder: Path):
+    """Whatever a damaged or crafted file of a checkpoint makes transformers, peft or
+    safetensors raise becomes a ``CheckpointError`` naming the folder (user errors pass)."""
+    try:
+        yield
+    except MmgenError:
+        raise
+    except Exception as exc:
+        first = (str(exc).strip().splitlines() or [""])[0]
+        raise CheckpointError(
+            f"{folder}: not a valid checkpoint: {type(exc).__name__}: {first}"
+        ) from None
 
 
 def _as_float(norm: torch.Tensor) -> float:

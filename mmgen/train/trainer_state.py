@@ -39,7 +39,7 @@ def save_trainer_state(state: dict[str, Any], folder: Path) -> None:
     tensors: dict[str, torch.Tensor] = {}
     storages: set[tuple[int, int]] = set()
 
-    def encode(value: Any) -> Any:
+    def encode(value: Any, where: str) -> Any:
         if value is None or isinstance(value, (bool, int, str)):
             return value
         if isinstance(value, float):
@@ -49,16 +49,20 @@ def save_trainer_state(state: dict[str, Any], folder: Path) -> None:
         if isinstance(value, np.ndarray):
             return {_TAG: "ndarray", "key": store(torch.from_numpy(np.array(value)))}
         if isinstance(value, np.generic):
-            return encode(value.item())
+            return encode(value.item(), where)
         if isinstance(value, tuple):
-            return {_TAG: "tuple", "items": [encode(v) for v in value]}
+            return {
+                _TAG: "tuple",
+                "items": [encode(v, f"{where}[{i}]") for i, v in enumerate(value)],
+            }
         if isinstance(value, list):
-            return [encode(v) for v in value]
+            return [encode(v, f"{where}[{i}]") for i, v in enumerate(value)]
         if isinstance(value, dict):
             if all(isinstance(k, str) for k in value) and _TAG not in value:
-                return {k: encode(v) for k, v in value.items()}
-            return {_TAG: "dict", "items": [[encode(k), encode(v)] for k, v in value.items()]}
-        raise TypeError(f"trainer state: cannot store a {type(value).__name__}")
+                return {k: encode(v, f"{where}[{k!r}]") for k, v in value.items()}
+            items = [[encode(k, where), encode(v, f"{where}[{k!r}]")] for k, v in value.items()]
+            return {_TAG: "dict", "items": items}
+        raise TypeError(f"trainer state: cannot store a {type(value).__name__} (at {where})")
 
     def store(tensor: torch.Tensor) -> str:
         tensor = tensor.detach().cpu()
@@ -70,7 +74,7 @@ def save_trainer_state(state: dict[str, Any], folder: Path) -> None:
         tensors[name] = tensor
         return name
 
-    document = {"format": FORMAT, "version": VERSION, "state": encode(state)}
+    document = {"format": FORMAT, "version": VERSION, "state": encode(state, "state")}
     text = json.dumps(document, indent=1, allow_nan=False)
     save_file(tensors, str(folder / TENSORS_FILE), metadata={"format": FORMAT})
     (folder / STRUCTURE_FILE).write_text(text + "\n", encoding="utf-8")

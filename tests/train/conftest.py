@@ -1,14 +1,15 @@
-"""Fixtures for the training tests: a tiny synthetic audio dataset (written once per session)
-and training configs around it (see ``helpers``)."""
+"""Fixtures for the training tests: a tiny synthetic audio dataset (written once per session),
+a project with a generated audio modality, and training configs around them (see ``helpers``)."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.train.helpers import make_config, write_config
+from tests.train.helpers import SPEECH_PACKAGE, make_config, write_config
 
 
 @pytest.fixture(scope="session")
@@ -30,3 +31,26 @@ def config_file(audio_data: Path, tmp_path: Path):
         return write_config(tmp_path / "train.yaml", config)
 
     return make
+
+
+@pytest.fixture(scope="session")
+def speech_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A project made by ``mmgen init`` with the built-in audio spec generated as ``speech``:
+    a modality whose config names its encoder and feature extractor by path (the asset fields a
+    checkpoint must carry). Importable in this process and in subprocesses (``PYTHONPATH``)."""
+    from typer.testing import CliRunner
+
+    from mmgen.cli import app
+    from mmgen.codegen.catalog import builtin_specs
+
+    project = tmp_path_factory.mktemp("project") / SPEECH_PACKAGE
+    runner = CliRunner()
+    for args in (
+        ["init", str(project)],
+        ["new-modality", "speech", "--spec", str(builtin_specs()["audio"]), "--project",
+         str(project)],
+    ):  # fmt: skip
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0, result.output
+    sys.path.insert(0, str(project))
+    return project

@@ -8,6 +8,7 @@ encoder config), so no project has to be generated; ``test_demo.py`` runs the ge
 from __future__ import annotations
 
 import copy
+import os
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +60,16 @@ TINY_AUDIO = {
 }
 
 
+SPEECH_PACKAGE = "speechproj"
+# the generated `speech` modality (built-in audio spec) serving the dataset's "audio" entries,
+# with the spec's tiny random-init Whisper saved under the run's folder
+SPEECH_AUDIO = {
+    "type": "speech",
+    "config": {"max_batch_size": 8},
+    "random_init": {"spec": "audio"},
+}
+
+
 def make_config(data: Path, out: Path, **sections: Any) -> dict[str, Any]:
     """A training config dict over ``data``; ``sections`` replace top-level sections."""
     config = {
@@ -97,3 +108,21 @@ def write_config(path: Path, config: dict[str, Any]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
     return path
+
+
+def speech_config(data: Path, out: Path, **sections: Any) -> dict[str, Any]:
+    """``make_config`` with the generated ``speech`` modality of ``conftest.speech_project``."""
+    config = make_config(data, out, **sections)
+    config["package"] = SPEECH_PACKAGE
+    config["modalities"] = {"audio": copy.deepcopy(SPEECH_AUDIO)}
+    return config
+
+
+def environment(*paths: Path) -> dict[str, str]:
+    """The environment of a subprocess run: it imports this mmgen (source tree or installed)
+    and the packages in ``paths``, on one thread."""
+    import mmgen
+
+    root = Path(mmgen.__file__).resolve().parent.parent
+    path = os.pathsep.join(str(p) for p in (root, *paths))
+    return {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": "1"}

@@ -4,7 +4,6 @@ packs."""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -14,18 +13,11 @@ from pathlib import Path
 import pytest
 import torch
 
-import mmgen
 from mmgen.train.checkpoint import read_state
 from mmgen.train.config import load_config
-from tests.train.helpers import make_config, train_losses, write_config
+from tests.train.helpers import environment, make_config, train_losses, write_config
 
 pytestmark = pytest.mark.slow
-
-
-def environment() -> dict[str, str]:
-    # the subprocesses import this mmgen (source tree or installed), one thread each
-    root = str(Path(mmgen.__file__).resolve().parent.parent)
-    return {**os.environ, "PYTHONPATH": root, "OMP_NUM_THREADS": "1"}
 
 
 def test_sigterm_saves_a_checkpoint_then_exits(audio_data: Path, tmp_path: Path) -> None:
