@@ -99,11 +99,20 @@ def build_model(config: TrainConfig, tokenizer: Any, world: World):
 
 
 def load_model(path: Path, config: TrainConfig):
-    """A saved MultimodalModel (a checkpoint's ``model/``), ready to train."""
+    """A saved MultimodalModel (a checkpoint's ``model/``, or a finished run's), ready to train.
+    A folder with its own manifest (a final model) is verified first; a damaged file or
+    non-finite weights are a ``CheckpointError``."""
     from mmgen.model import MultimodalModel
+    from mmgen.train import checkpoint, manifest
 
-    attn = config.model.attn_implementation
-    return MultimodalModel.from_pretrained(path, attn_implementation=attn).train()
+    if (path / manifest.MANIFEST_FILE).is_file():
+        manifest.verify_manifest(path)
+    with checkpoint.invalid(path):
+        model = MultimodalModel.from_pretrained(
+            path, attn_implementation=config.model.attn_implementation
+        )
+    checkpoint.check_finite(model, path)
+    return model.train()
 
 
 def _language_model(config: TrainConfig, tokenizer: Any, attn: str):

@@ -17,6 +17,7 @@ in a checkpoint is unpickled: a checkpoint someone else wrote cannot run code.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import re
@@ -28,7 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from mmgen.errors import CheckpointError, ConfigError
+from mmgen.errors import CheckpointError, ConfigError, MmgenError
 from mmgen.train import manifest
 from mmgen.train.trainer_state import load_trainer_state
 
@@ -138,6 +139,31 @@ def read_state(folder: Path) -> dict[str, Any]:
         )
     manifest.verify_manifest(folder)
     return load_trainer_state(folder)
+
+
+@contextlib.contextmanager
+def invalid(folder: Path):
+    """Whatever a damaged or crafted file of a checkpoint (or saved model) makes transformers,
+    peft or safetensors raise while it is read becomes a ``CheckpointError`` naming the folder
+    (mmgen's own errors, a user's mistake, pass as they are)."""
+    try:
+        yield
+    except MmgenError:
+        raise
+    except Exception as exc:
+        first = (str(exc).strip().splitlines() or [""])[0]
+        raise CheckpointError(
+            f"{folder}: not a valid checkpoint: {type(exc).__name__}: {first}"
+        ) from None
+
+
+def check_finite(model: torch.nn.Module, folder: Path) -> None:
+    """A saved model whose weights hold NaN or inf would train on as NaN: refuse it."""
+    for name, value in model.state_dict().items():
+        if value.is_floating_point() and not torch.isfinite(value).all():
+            raise CheckpointError(
+                f"{folder}: not a valid checkpoint: {name} holds non-finite values"
+            )
 
 
 def rng_state() -> dict[str, Any]:

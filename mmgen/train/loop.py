@@ -23,7 +23,7 @@ from typing import Any
 import torch
 import yaml
 
-from mmgen.errors import CheckpointError, ConfigError, MmgenError, TrainingError
+from mmgen.errors import ConfigError, MmgenError, TrainingError
 from mmgen.train import build, checkpoint, distributed, evaluate, manifest, precision, stages
 from mmgen.train.checkpoint import CheckpointManager
 from mmgen.train.config import TrainConfig
@@ -130,7 +130,7 @@ class Trainer:
             self.model = build.build_model(config, self.tokenizer, world)
             stages.add_lora(config, self.model)
         else:
-            self.model = self._load_model(self.resume_from / checkpoint.MODEL_DIR)
+            self.model = build.load_model(self.resume_from / checkpoint.MODEL_DIR, config)
             self.step = self.saved_step = state["step"]
             self.skipped_steps = int(state.get("skipped_steps", 0))
             self.last_checkpoint = self.resume_from
@@ -141,7 +141,7 @@ class Trainer:
         self.model.to(world.device)
         self.wrapped = self.model
         # a resumed model's processors read the checkpoint's asset files
-        with _invalid_checkpoint(self.resume_from) if not fresh else contextlib.nullcontext():
+        with checkpoint.invalid(self.resume_from) if not fresh else contextlib.nullcontext():
             self.processor = build.build_processor(config, self.model, self.tokenizer)
         self.data = TrainData(config, self.processor, world)
         if state is not None:
@@ -180,30 +180,14 @@ class Trainer:
         self.resume_from = Path(chosen)
         return found[1] if found is not None else load_trainer_state(self.resume_from)
 
-    def _load_model(self, folder: Path):
-        """The checkpoint's model; anything wrong with it is a ``CheckpointError``."""
-        with _invalid_checkpoint(folder):
-            model = build.load_model(folder, self.config)
-        for name, value in model.state_dict().items():
-            if value.is_floating_point() and not torch.isfinite(value).all():
-                raise CheckpointError(
-                    f"{folder}: not a valid checkpoint: {name} holds non-finite values"
-                )
-        return model
-
     def _logged_before_checkpoint(self, record: dict[str, Any]) -> bool:
-        """Whether a metrics record of an earlier attempt was logged before the checkpoint
-        this run resumes from (later ones are logged again, so they are dropped): the steps up
-        to it, and its step's training line and periodic evaluation, but not the final
-        evaluations, which ``_finish`` runs again."""
+        """Whether a metrics record of an earlier attempt stays: records of later steps than the
+        checkpoint this run resumes from are logged again, and so are the final evaluations at
+        its step when that step is also this run's last (``_finish`` runs them again)."""
         step, saved = record.get("step"), self.step
         if not isinstance(step, int) or step > saved:
             return False
-        if step < saved:
-            return True
-        return record.get("kind") == "train" or (
-            record.get("kind") == "eval" and saved < self.config.total_steps
-        )
+        return step < saved or record.get("kind") == "train" or saved < self.config.total_steps
 
     # -- the run ---------------------------------------------------------------------------
 
@@ -474,21 +458,6 @@ def _rescale_position(state: dict[str, Any], world: distributed.World, say) -> N
             f"{world.size}: the data order continues approximately")  # fmt: skip
     if before != world.size or len(state["rng"]) != world.size:
         state["rng"] = state["rng"][:1] * world.size
-
-
-@contextlib.contextmanager
-def _invalid_checkpoint(folder: Path):
-    """Whatever a damaged or crafted file of a checkpoint makes transformers, peft or
-    safetensors raise becomes a ``CheckpointError`` naming the folder (user errors pass)."""
-    try:
-        yield
-    except MmgenError:
-        raise
-    except Exception as exc:
-        first = (str(exc).strip().splitlines() or [""])[0]
-        raise CheckpointError(
-            f"{folder}: not a valid checkpoint: {type(exc).__name__}: {first}"
-        ) from None
 
 
 def _as_float(norm: torch.Tensor) -> float:

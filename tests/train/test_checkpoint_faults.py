@@ -383,3 +383,15 @@ def test_non_finite_media_values_are_a_bad_sample(finished, audio_data, tmp_path
     result = train(skipping, overwrite=True)
     assert result.steps == STEPS
     assert all(math.isfinite(v) for v in train_losses(tmp_path / "run").values())
+
+
+def test_a_final_model_verifies_and_init_from_refuses_a_damaged_one(finished, tmp_path) -> None:
+    from mmgen.train.manifest import verify_manifest
+
+    assert verify_manifest(finished / "run/model")["files"]  # the final model has its manifest
+    model = Path(shutil.copytree(finished / "run/model", tmp_path / "model"))
+    flip_bit(model / "llm/model.safetensors")
+    overrides = [f"output_dir={tmp_path / 'run'}", "model.llm_config=null",
+                 f"model.init_from={model}"]  # fmt: skip
+    with pytest.raises(CheckpointError, match=r"llm/model\.safetensors: not a valid checkpoint"):
+        train(load_config(finished / "train.yaml", overrides))
