@@ -14,12 +14,13 @@ def train(
     resume: Annotated[
         bool,
         typer.Option(
-            "--resume", help="Continue from the run's latest checkpoint (fresh start if none)."
+            "--resume",
+            help="Continue from the run's newest checkpoint that verifies (fresh start if none).",
         ),
     ] = False,
     resume_from: Annotated[
         Path | None,
-        typer.Option("--resume-from", help="Continue from this checkpoint folder."),
+        typer.Option("--resume-from", help="Continue from this checkpoint folder (verified)."),
     ] = None,
     overwrite: Annotated[
         bool,

@@ -9,16 +9,52 @@ holds the lock is a run that died without cleaning up; the next run takes it ove
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
 import socket
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mmgen.errors import TrainingError
+from mmgen.train import distributed
+
+if TYPE_CHECKING:
+    from mmgen.train.config import TrainConfig
 
 LOCK_FILE = "train.lock"
+
+
+@contextlib.contextmanager
+def hold_run_folders(config: TrainConfig, world: distributed.World) -> Iterator[list[str]]:
+    """Lock the run's output folder (and a checkpoint folder outside it) while the run lasts;
+    rank 0 takes the locks for all ranks. Yields what to say about the locks of dead runs it
+    took over."""
+    out = config.path(config.output_dir)
+    folders = [out]
+    if config.checkpoint.dir and not config.path(config.checkpoint.dir).is_relative_to(out):
+        folders.append(config.path(config.checkpoint.dir))
+    locks = [RunLock(folder) for folder in folders] if world.main else []
+    error = None
+    try:
+        for lock in locks:
+            lock.acquire()
+    except TrainingError as exc:
+        error = exc
+    try:
+        if distributed.any_rank(error is not None, world.device):
+            raise error or TrainingError("the output folder is in use by another run (see rank 0)")
+        yield [
+            f"took over {lock.path} from a run that is no longer running ({lock.took_over})"
+            for lock in locks
+            if lock.took_over
+        ]
+    finally:
+        for lock in locks:
+            lock.release()
 
 
 class RunLock:

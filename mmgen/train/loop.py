@@ -6,6 +6,10 @@ checkpoints, metrics and clean stops. It reads top to bottom; the pieces live be
     torchrun --nproc-per-node 2 -m mmgen train configs/train.yaml     # DDP over 2 processes
     mmgen train configs/train.yaml --set stages.0.steps=20  # a CPU-sized run of the same config
 
+A run holds its output folder (``train.lock``); checkpoints are verified before a resume and
+nothing in them is unpickled (``checkpoint.py``); a non-finite loss stops the run before the
+update (or skips the step, ``train.on_nonfinite``).
+
 One optimizer step takes ``grad_accum`` micro-batches on every rank. The loss is the mean over
 every target token of the step on all ranks (not a mean of per-pack means), so a pack weighs its
 number of targets, however the samples were packed.
@@ -28,7 +32,7 @@ from mmgen.train import build, checkpoint, distributed, evaluate, manifest, prec
 from mmgen.train.checkpoint import CheckpointManager
 from mmgen.train.config import TrainConfig
 from mmgen.train.data import TrainData, target_tokens
-from mmgen.train.lock import RunLock
+from mmgen.train.lock import hold_run_folders
 from mmgen.train.metrics import Metrics, Progress, Window
 from mmgen.train.signals import StopRequest
 from mmgen.train.trainer_state import load_trainer_state, save_trainer_state
@@ -52,38 +56,10 @@ def train(config: TrainConfig, *, resume: str | None = None, overwrite: bool = F
         torch.set_num_threads(config.threads)
     world = distributed.setup(config.device, config.distributed.backend)
     try:
-        with _lock_output(config, world) as took_over:
+        with hold_run_folders(config, world) as took_over:
             return Trainer(config, world, resume=resume, overwrite=overwrite, notes=took_over).run()
     finally:
         distributed.teardown()
-
-
-@contextlib.contextmanager
-def _lock_output(config: TrainConfig, world: distributed.World):
-    """Hold the run's folders (rank 0 locks them for all ranks) while the run lasts; yields
-    what it says about the stale locks of dead runs it took over."""
-    out = config.path(config.output_dir)
-    folders = [out]
-    if config.checkpoint.dir and not config.path(config.checkpoint.dir).is_relative_to(out):
-        folders.append(config.path(config.checkpoint.dir))
-    locks = [RunLock(folder) for folder in folders] if world.main else []
-    error = None
-    try:
-        for lock in locks:
-            lock.acquire()
-    except TrainingError as exc:
-        error = exc
-    try:
-        if distributed.any_rank(error is not None, world.device):
-            raise error or TrainingError("the output folder is in use by another run (see rank 0)")
-        yield [
-            f"took over {lock.path} from a run that is no longer running ({lock.took_over})"
-            for lock in locks
-            if lock.took_over
-        ]
-    finally:
-        for lock in locks:
-            lock.release()
 
 
 class Trainer:
@@ -226,13 +202,16 @@ class Trainer:
         self.wrapped = distributed.wrap(self.model, config.distributed.strategy, world)
         self.stage_index = index
         self.optimizer, self.scheduler = stages.make_optimizer(config, stage, self.wrapped, only)
-        if state is not None and state["optimizer"] is not None:
-            distributed.load_optimizer_state(self.wrapped, self.optimizer, state["optimizer"])
-            self.scheduler.load_state_dict(state["scheduler"])
-            if self.scaler is not None and state.get("scaler"):
-                self.scaler.load_state_dict(state["scaler"])
-        if state is not None:  # the RNG exactly where the interrupted run left it
-            checkpoint.set_rng_state(state["rng"][world.rank])
+        if state is not None:
+            with checkpoint.invalid(self.resume_from):  # a state that does not fit this run
+                if state["optimizer"] is not None:
+                    optimizer_state = state["optimizer"]
+                    distributed.load_optimizer_state(self.wrapped, self.optimizer, optimizer_state)
+                    self.scheduler.load_state_dict(state["scheduler"])
+                    if self.scaler is not None and state.get("scaler"):
+                        self.scaler.load_state_dict(state["scaler"])
+                # the RNG exactly where the interrupted run left it
+                checkpoint.set_rng_state(state["rng"][world.rank])
         trainable = ", ".join(f"{part} {n / 1e6:.3f}M" for part, n in counts.items())
         self._print(f"stage {index + 1}/{len(config.stages)} {stage.name}: training {trainable}")
         end = stages.stage_start(config, index) + stage.steps
