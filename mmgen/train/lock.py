@@ -5,6 +5,7 @@ it ends (``kill -9`` included), so a lock is never left behind by a dead run. Th
 holder (pid, host, start time): a second run into the folder, or a resume while the first still
 runs, stops with one line naming that process. A file that still names a holder which no longer
 holds the lock is a run that died without cleaning up; the next run takes it over and says so.
+On a filesystem without ``flock`` the recorded pid is checked instead (same host only).
 """
 
 from __future__ import annotations
@@ -78,18 +79,19 @@ class RunLock:
 
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        previous = _read(fd)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
-            holder = _describe(_read(fd))
-            os.close(fd)
-            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            busy = exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES)
+            # a filesystem without locks (some network mounts): trust a live pid on this host
+            if busy or _alive_here(previous):
+                os.close(fd)
                 raise TrainingError(
-                    f"{self.path.parent} is in use by another mmgen train ({holder}); wait for"
-                    " it to finish or stop it, or choose another output_dir"
+                    f"{self.path.parent} is in use by another mmgen train"
+                    f" ({_describe(previous)}); wait for it to finish or stop it, or choose"
+                    " another output_dir"
                 ) from None
-            raise TrainingError(f"cannot lock {self.path}: {exc.strerror}") from None
-        previous = _read(fd)
         if previous:
             self.took_over = _describe(previous)
         record = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}
@@ -106,7 +108,8 @@ class RunLock:
         import fcntl
 
         os.ftruncate(self._fd, 0)
-        fcntl.flock(self._fd, fcntl.LOCK_UN)
+        with contextlib.suppress(OSError):  # not locked where the filesystem has no locks
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
         os.close(self._fd)
         self._fd = None
 
@@ -120,6 +123,22 @@ def _read(fd: int) -> dict | None:
     except (UnicodeDecodeError, ValueError):
         return {}
     return record if isinstance(record, dict) else {}
+
+
+def _alive_here(record: dict | None) -> bool:
+    """Whether ``record`` names a live process of this host (other than this one)."""
+    if not record or record.get("host") != socket.gethostname():
+        return False
+    pid = record.get("pid")
+    if not isinstance(pid, int) or pid <= 0 or pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
 
 
 def _describe(record: dict | None) -> str:
