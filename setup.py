@@ -27,7 +27,7 @@ ROOT = Path(__file__).parent.resolve()
 # installed one: here that folder is the package itself, so the warning is only noise
 warnings.filterwarnings("ignore", message="Editable installation")
 sys.path.insert(0, str(ROOT))
-from mmgen.buildinfo import source_hash  # noqa: E402  (mmgen/ is importable without torch)
+from mmgen.ops.buildinfo import source_hash  # noqa: E402  (mmgen/ is importable without torch)
 
 
 def cuda_toolchain() -> str | None:

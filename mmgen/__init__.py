@@ -17,14 +17,14 @@ __version__ = "0.1.0"
 
 # public name -> module that defines it (imported lazily, see __getattr__)
 _LAZY = {
-    "BaseModalityLoader": "mmgen.modality",
-    "BaseModalityConfig": "mmgen.modality",
-    "BaseModalityProcessor": "mmgen.modality",
-    "BaseModality": "mmgen.modality",
-    "AutoModalityLoader": "mmgen.registry",
-    "AutoModality": "mmgen.registry",
-    "LinearProjector": "mmgen.projectors",
-    "MLPProjector": "mmgen.projectors",
+    "BaseModalityLoader": "mmgen.modality.base",
+    "BaseModalityConfig": "mmgen.modality.base",
+    "BaseModalityProcessor": "mmgen.modality.base",
+    "BaseModality": "mmgen.modality.base",
+    "AutoModalityLoader": "mmgen.modality.registry",
+    "AutoModality": "mmgen.modality.registry",
+    "LinearProjector": "mmgen.nn.projectors",
+    "MLPProjector": "mmgen.nn.projectors",
     "MultimodalConfig": "mmgen.model",
     "MultimodalModel": "mmgen.model",
     "MultimodalProcessor": "mmgen.data.processor",

@@ -5,6 +5,10 @@ NUM_EMBEDDINGS_KEY = "num_embeddings"
 MODALITY_TYPE_KEY = "type"
 MODALITIES_KEY = "modalities"
 
+# the label that takes no loss (torch's cross_entropy and HF losses skip it): prompt turns,
+# placeholders, padding, and the first token of every packed sample
+IGNORE_INDEX = -100
+
 # Placeholder ids live outside every vocabulary (the fused merge never looks them up in the
 # embedding table, so no resize is needed): the k-th modality of a model, in config order,
 # uses PLACEHOLDER_ID_BASE - k unless the config says otherwise.

@@ -63,7 +63,7 @@ from pathlib import Path
 
 import torch
 
-from mmgen.extension import OPS, load
+from mmgen.ops.extension import OPS, load
 
 load()
 info = json.loads(torch.ops.mmgen._build_info())
@@ -74,7 +74,7 @@ implemented = {
     for name in re.findall(r'm\.impl\(\s*"(\w+)"', path.read_text())
 }
 unlisted = sorted(implemented - set(OPS))
-assert not unlisted, f"CUDA kernels for ops missing from mmgen.extension.OPS: {unlisted}"
+assert not unlisted, f"CUDA kernels for ops missing from mmgen.ops.extension.OPS: {unlisted}"
 expected = [op for op in OPS if op in implemented]
 missing = [
     op for op in expected

@@ -10,7 +10,7 @@ import typer
 from typer.testing import CliRunner
 
 from mmgen.cli import app
-from mmgen.codegen.catalog import builtin_specs
+from mmgen.spec.catalog import builtin_specs
 
 runner = CliRunner()
 COMMANDS = [["init"], ["new-modality"], ["specs"], ["specs", "show"], ["validate"]]

@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from mmgen.cli import app
-from mmgen.codegen.catalog import builtin_specs
+from mmgen.spec.catalog import builtin_specs
 
 EEG_NET = '''\
 """A project-local EEG encoder: channel mixing, then one row per window of samples."""

@@ -11,7 +11,6 @@ from jinja2 import UndefinedError
 from jinja2.exceptions import SecurityError
 
 from mmgen.codegen.imports import import_block
-from mmgen.codegen.names import Names
 from mmgen.codegen.render import (
     docline,
     environment,
@@ -21,6 +20,7 @@ from mmgen.codegen.render import (
     py_string,
 )
 from mmgen.errors import MmgenError
+from mmgen.spec.names import Names
 
 
 @pytest.mark.parametrize(

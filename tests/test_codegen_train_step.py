@@ -16,8 +16,8 @@ from typer.testing import CliRunner
 
 from mmgen import MultimodalModel, MultimodalProcessor
 from mmgen.cli import app
-from mmgen.codegen.catalog import builtin_specs
 from mmgen.data import PackedCollator
+from mmgen.spec.catalog import builtin_specs
 
 
 @pytest.fixture(scope="module")

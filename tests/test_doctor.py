@@ -12,8 +12,8 @@ import sys
 import torch
 from typer.testing import CliRunner
 
-from mmgen import buildinfo, extension
 from mmgen.cli import app
+from mmgen.ops import buildinfo, extension
 
 runner = CliRunner()
 REBUILD = f"rebuild with     {buildinfo.rebuild_command(sys.executable)}"

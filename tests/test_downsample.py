@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from mmgen.downsample import TokenDownsample, downsampled_length, temporal_pool
+from mmgen.nn.downsample import TokenDownsample, downsampled_length, temporal_pool
 
 
 @pytest.mark.parametrize("n", [1, 7, 8, 9, 16])

@@ -7,7 +7,8 @@ import pytest
 import torch
 from transformers import BertConfig, BertModel
 
-from mmgen.encoders import (
+from mmgen.errors import MmgenError
+from mmgen.nn.encoders import (
     encoder_width,
     load_encoder,
     load_encoder_config,
@@ -15,8 +16,7 @@ from mmgen.encoders import (
     pretrained_path,
     select_hidden_state,
 )
-from mmgen.errors import MmgenError
-from mmgen.signal_encoders import Conv1dEncoder, MLPEncoder
+from mmgen.nn.signal_encoders import Conv1dEncoder, MLPEncoder
 
 TINY_BERT = dict(hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32)
 

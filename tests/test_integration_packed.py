@@ -22,7 +22,7 @@ from helpers.tiny_models import random_image, random_wave, tiny_multimodal, tiny
 
 from mmgen.data import MultimodalDataset, packed_dataloader, padded_dataloader
 from mmgen.errors import DataError
-from mmgen.varlen_sdpa import VARLEN_SDPA
+from mmgen.model.attention import VARLEN_SDPA
 
 
 def _png(seed: int) -> bytes:

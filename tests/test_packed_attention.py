@@ -11,8 +11,9 @@ import torch
 import transformers
 
 from mmgen import ops
-from mmgen.varlen import IGNORE_INDEX, mask_first_labels, packed_attention_kwargs
-from mmgen.varlen_sdpa import VARLEN_SDPA, register
+from mmgen.constants import IGNORE_INDEX
+from mmgen.data.batch import mask_first_labels
+from mmgen.model.attention import VARLEN_SDPA, packed_attention_kwargs, register
 
 register()  # attn_implementation="mmgen_varlen_sdpa" (mmgen.model does this on import)
 

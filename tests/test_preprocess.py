@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from mmgen.errors import DataError
-from mmgen.preprocess import SignalPreprocessor
-from mmgen.values import read_value
+from mmgen.loaders.values import read_value
+from mmgen.nn.preprocess import SignalPreprocessor
 
 
 def test_zscore_crop_and_pad():

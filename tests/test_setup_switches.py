@@ -11,7 +11,7 @@ import sys
 import pytest
 import torch
 
-from mmgen.buildinfo import REPO_ROOT
+from mmgen.ops.buildinfo import REPO_ROOT
 
 
 def setup_py(**env: str) -> subprocess.CompletedProcess:

@@ -4,9 +4,9 @@ import textwrap
 
 import pytest
 
-from mmgen.codegen.catalog import builtin_specs, resolve
 from mmgen.errors import MmgenError, SpecError
-from mmgen.spec_loading import load_spec, parse_spec
+from mmgen.spec.catalog import builtin_specs, resolve
+from mmgen.spec.loading import load_spec, parse_spec
 
 GOOD = textwrap.dedent(
     """\

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mmgen.formula import FormulaError, evaluate, parse
+from mmgen.spec.formula import FormulaError, evaluate, parse
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from mmgen.cli import app
-from mmgen.codegen.catalog import builtin_specs
+from mmgen.spec.catalog import builtin_specs
 
 runner = CliRunner()
 BASES = {name: yaml.safe_load(path.read_text()) for name, path in builtin_specs().items()}

@@ -10,8 +10,7 @@ from helpers.tiny_models import tiny_llm
 
 import mmgen.model  # noqa: F401  (registers the implementation with transformers)
 from mmgen import ops
-from mmgen.varlen import packed_attention_kwargs
-from mmgen.varlen_sdpa import VARLEN_SDPA, varlen_sdpa_attention
+from mmgen.model.attention import VARLEN_SDPA, packed_attention_kwargs, varlen_sdpa_attention
 
 
 def _pair(**overrides):

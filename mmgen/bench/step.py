@@ -216,7 +216,7 @@ def run(sizes: Sizes, *, threads: int = 1, as_json: bool = False) -> str:
 
 def _build(sizes: Sizes):
     from mmgen.data import MultimodalDataset, packed_dataloader, padded_dataloader
-    from mmgen.varlen_sdpa import VARLEN_SDPA
+    from mmgen.model.attention import VARLEN_SDPA
 
     model = make_model(sizes).train()
     processor = model.build_processor(_tokenizer(sizes.vocab))

@@ -7,7 +7,7 @@ import typer
 
 def doctor() -> None:
     """Report torch, the compiled extension mmgen._C and its ops; exit 1 when it cannot load."""
-    from mmgen.extension import status
+    from mmgen.ops.extension import status
 
     info = status()
     typer.echo(f"torch            {info.torch_version}")

@@ -20,10 +20,10 @@ def init(
     force: Force = False,
 ) -> None:
     """Create a training project: pyproject, README, configs/train.yaml, package, tests."""
-    from mmgen.codegen.names import Names, check_name
     from mmgen.codegen.plan import plan_files
     from mmgen.codegen.project import ANCHOR, scaffold
     from mmgen.errors import MmgenError
+    from mmgen.spec.names import Names, check_name
 
     root = project.resolve()
     if root.exists() and not root.is_dir():

@@ -36,10 +36,10 @@ def new_modality(
     force: Force = False,
 ) -> None:
     """Generate a modality from a YAML spec into a project (or a plain folder)."""
-    from mmgen.codegen.catalog import resolve
     from mmgen.codegen.generate import plan_modality, spec_label
     from mmgen.codegen.project import find_project, out_target, project_target
     from mmgen.codegen.references import check_references
+    from mmgen.spec.catalog import resolve
 
     if project is not None and out is not None:
         raise MmgenError("give either --project or --out, not both")

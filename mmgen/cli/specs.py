@@ -19,8 +19,8 @@ def specs(ctx: typer.Context) -> None:
     """List the built-in specs with a one-line description each."""
     if ctx.invoked_subcommand is not None:
         return
-    from mmgen.codegen.catalog import builtin_specs
-    from mmgen.spec_loading import load_spec
+    from mmgen.spec.catalog import builtin_specs
+    from mmgen.spec.loading import load_spec
 
     found = builtin_specs()
     width = max(map(len, found), default=0)
@@ -33,7 +33,7 @@ def show(
     name: Annotated[str, typer.Argument(help="Built-in spec name (see `mmgen specs`).")],
 ) -> None:
     """Print a built-in spec (copy it to start your own: `mmgen specs show audio > my.yaml`)."""
-    from mmgen.codegen.catalog import builtin_spec
+    from mmgen.spec.catalog import builtin_spec
 
     spec = builtin_spec(name)
     typer.echo(Path(spec.source).read_text(encoding="utf-8"), nl=False)

@@ -15,7 +15,7 @@ def validate(
     from mmgen.codegen.context import build_context
     from mmgen.codegen.references import reference_errors
     from mmgen.errors import SpecError
-    from mmgen.spec_loading import load_spec
+    from mmgen.spec.loading import load_spec
 
     try:
         loaded = load_spec(spec)

@@ -8,12 +8,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from mmgen.formula import parse
-from mmgen.spec import Spec
+from mmgen.spec.formula import parse
+from mmgen.spec.schema import Spec
 
 BUILTIN_ENCODERS = {
-    "conv1d": "mmgen.signal_encoders.Conv1dEncoder",
-    "mlp": "mmgen.signal_encoders.MLPEncoder",
+    "conv1d": "mmgen.nn.signal_encoders.Conv1dEncoder",
+    "mlp": "mmgen.nn.signal_encoders.MLPEncoder",
 }
 # names the templates define or import themselves: an imported spec class must not shadow them
 _TEMPLATE_NAMES = {
@@ -148,7 +148,7 @@ def config_fields(spec: Spec) -> list[ConfigField]:
 
 def num_embeddings_code(spec: Spec, fields: list[ConfigField]) -> dict[str, Any]:
     """How the generated processor counts embeddings: a fixed number, or the spec's formula
-    kept as a string and evaluated by ``mmgen.formula.evaluate`` with the values it names.
+    kept as a string and evaluated by ``mmgen.spec.formula.evaluate`` with the values it names.
     """
     if isinstance(spec.num_embeddings, int):
         return {"fixed": spec.num_embeddings, "formula": None, "arguments": []}

@@ -9,7 +9,7 @@ from mmgen.codegen.plan import Plan, plan_files
 from mmgen.codegen.project import ANCHOR, Target
 from mmgen.codegen.render import docline, insert_at_anchor, render
 from mmgen.errors import MmgenError
-from mmgen.spec import Spec
+from mmgen.spec.schema import Spec
 
 
 def spec_label(spec: Spec, builtin: bool) -> str:

@@ -7,9 +7,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from mmgen.codegen.names import Names
 from mmgen.codegen.render import render
 from mmgen.errors import MmgenError
+from mmgen.spec.names import Names
 
 try:
     import tomllib

@@ -17,13 +17,13 @@ from collections.abc import Iterable
 from typing import Any
 
 from mmgen.errors import SpecError
-from mmgen.formula import parse
-from mmgen.spec import Spec
+from mmgen.spec.formula import parse
+from mmgen.spec.schema import Spec
 
 
 def reference_errors(spec: Spec) -> list[SpecError]:
     """Every problem found, in spec order (empty: everything the spec names exists)."""
-    from mmgen.registry import is_transformers_model_type
+    from mmgen.modality.registry import is_transformers_model_type
 
     errors: list[SpecError] = []
     if is_transformers_model_type(spec.names.snake):

@@ -27,6 +27,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, TypedDict
 
+from mmgen.constants import IGNORE_INDEX
+
 if TYPE_CHECKING:
     import torch
 
@@ -46,3 +48,24 @@ class PackedBatch(TypedDict, total=False):
     attention_mask: torch.Tensor
     modalities: dict[str, ModalityBatch]
     sample_ids: list[str]
+
+
+def mask_first_labels(
+    labels: torch.Tensor, cu_seqlens: torch.Tensor, *, ignore_index: int = IGNORE_INDEX
+) -> torch.Tensor:
+    """A copy of ``labels`` with ``ignore_index`` at the first token of every packed sample.
+
+    HF causal-LM losses shift labels left, so the label at a sample's first token is the
+    target of the previous sample's last token; ignoring it makes the packed loss the
+    token-weighted mean of the per-sample losses. ``labels`` is ``(T,)`` or ``(1, T)``.
+    """
+    if labels.shape[-1] != (total := int(cu_seqlens[-1])) or labels.dim() not in (1, 2):
+        raise ValueError(
+            f"labels must be (T,) or (1, T) with T = cu_seqlens[-1] = {total}, "
+            f"got shape {tuple(labels.shape)}"
+        )
+    starts = cu_seqlens[:-1].long().to(labels.device)
+    starts = starts[starts < total]  # an empty last sample starts at T
+    out = labels.clone()
+    out[..., starts] = ignore_index
+    return out

@@ -11,8 +11,9 @@ from collections.abc import Sequence
 
 import torch
 
-from mmgen.data.batch import ModalityBatch, PackedBatch
-from mmgen.data.sample import IGNORE_INDEX, ProcessedSample
+from mmgen.constants import IGNORE_INDEX
+from mmgen.data.batch import ModalityBatch, PackedBatch, mask_first_labels
+from mmgen.data.sample import ProcessedSample
 
 
 class PackedCollator:
@@ -29,14 +30,14 @@ class PackedCollator:
 
     def __call__(self, samples: Sequence[ProcessedSample]) -> PackedBatch:
         samples = _fit(samples, self.max_length, self.max_items)
-        from mmgen import ops, varlen  # the compiled extension, loaded on first batch
+        from mmgen import ops  # the compiled extension, loaded on first batch
 
         lengths = torch.tensor([s.length for s in samples], dtype=torch.long)
         cu_seqlens, position_ids, _, max_seqlen = ops.varlen_metadata(lengths)
         labels = torch.cat([s.labels for s in samples])
         return PackedBatch(
             input_ids=torch.cat([s.input_ids for s in samples]),
-            labels=varlen.mask_first_labels(labels, cu_seqlens),
+            labels=mask_first_labels(labels, cu_seqlens),
             position_ids=position_ids,
             cu_seqlens=cu_seqlens,
             max_seqlen=int(max_seqlen),

@@ -26,6 +26,7 @@ import torch
 
 import mmgen.loaders  # noqa: F401  (registers raw-image and raw-audio)
 from mmgen.constants import (
+    IGNORE_INDEX,
     MODALITIES_KEY,
     MODALITY_VALUE_KEY,
     NUM_EMBEDDINGS_KEY,
@@ -34,12 +35,12 @@ from mmgen.constants import (
 )
 from mmgen.data.chat import ASSISTANT, Segment, plain_segments, template_segments
 from mmgen.data.rows import Entry, Row, parse_row
-from mmgen.data.sample import IGNORE_INDEX, ModalityItem, ProcessedSample
+from mmgen.data.sample import ModalityItem, ProcessedSample
 from mmgen.data.skips import SkipLog
 from mmgen.errors import ConfigError, DataError
 from mmgen.loaders._source import resolve_paths
-from mmgen.modality import BaseModalityLoader, BaseModalityProcessor
-from mmgen.registry import AutoModalityLoader
+from mmgen.modality.base import BaseModalityLoader, BaseModalityProcessor
+from mmgen.modality.registry import AutoModalityLoader
 
 logger = logging.getLogger("mmgen.data")
 

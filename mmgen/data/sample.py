@@ -14,8 +14,6 @@ import torch
 
 from mmgen.errors import DataError
 
-IGNORE_INDEX = -100  # labels that take no loss (torch's cross_entropy default ignore_index)
-
 
 @dataclass(frozen=True)
 class ModalityItem:

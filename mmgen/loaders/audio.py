@@ -10,8 +10,8 @@ import soxr
 
 from mmgen.errors import DataError
 from mmgen.loaders._source import classify
-from mmgen.modality import BaseModalityLoader
-from mmgen.registry import AutoModalityLoader
+from mmgen.modality.base import BaseModalityLoader
+from mmgen.modality.registry import AutoModalityLoader
 
 
 def _read(handle) -> tuple[np.ndarray, int]:

@@ -9,8 +9,8 @@ from PIL import Image, UnidentifiedImageError
 
 from mmgen.errors import DataError
 from mmgen.loaders._source import classify
-from mmgen.modality import BaseModalityLoader
-from mmgen.registry import AutoModalityLoader
+from mmgen.modality.base import BaseModalityLoader
+from mmgen.modality.registry import AutoModalityLoader
 
 
 @AutoModalityLoader.register("raw-image", builtin=True)

@@ -13,8 +13,8 @@ from transformers import AutoConfig, AutoModel, PreTrainedConfig, PreTrainedMode
 from transformers.utils import logging
 
 from mmgen.errors import ConfigError
-from mmgen.modality import BaseModality, BaseModalityConfig
-from mmgen.projectors import build_projector
+from mmgen.modality.base import BaseModality, BaseModalityConfig
+from mmgen.nn.projectors import build_projector
 
 
 def config_from_dict(config: dict[str, Any] | PreTrainedConfig) -> PreTrainedConfig:
@@ -82,7 +82,7 @@ class EncoderConfig(BaseModalityConfig):
         encoder: name or path of the pretrained encoder checkpoint.
         encoder_config: the encoder's config as a dict (with ``model_type``), for a randomly
             initialised encoder when ``encoder`` is not given.
-        projector, projector_layers, projector_activation: see ``mmgen.projectors``.
+        projector, projector_layers, projector_activation: see ``mmgen.nn.projectors``.
     """
 
     default_modality_type = "unknown"  # set by each subclass

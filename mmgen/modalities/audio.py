@@ -27,8 +27,8 @@ from mmgen.modalities._hf import (
     load_encoder,
     load_preprocessor,
 )
-from mmgen.modality import BaseModalityProcessor
-from mmgen.registry import AutoModality
+from mmgen.modality.base import BaseModalityProcessor
+from mmgen.modality.registry import AutoModality
 
 
 class AudioConfig(EncoderConfig):

@@ -1,5 +1,6 @@
 """The multimodal model: ``MultimodalConfig`` and ``MultimodalModel``.
 
+attention.py      exact packed attention (varlen kwargs, block-diagonal mask, mmgen_varlen_sdpa)
 config.py         MultimodalConfig (LLM + named modality configs + placeholders)
 merge.py          modality encoders in chunks, num_embeddings checks, packed_merge
 modeling.py       MultimodalModel: forward (packed / padded), generate, build_processor
@@ -9,11 +10,11 @@ serialization.py  save_pretrained / from_pretrained of the whole model
 
 from transformers import AutoConfig, AutoModel
 
-from mmgen import varlen_sdpa
+from mmgen.model import attention
 from mmgen.model.config import MultimodalConfig
 from mmgen.model.modeling import MultimodalModel
 
-varlen_sdpa.register()  # attn_implementation="mmgen_varlen_sdpa": packed attention per sample
+attention.register()  # attn_implementation="mmgen_varlen_sdpa": packed attention per sample
 AutoConfig.register(MultimodalConfig.model_type, MultimodalConfig, exist_ok=True)
 AutoModel.register(MultimodalConfig, MultimodalModel, exist_ok=True)
 

@@ -9,7 +9,7 @@ from transformers import AutoConfig, PreTrainedConfig
 
 from mmgen.constants import default_placeholder_id, default_placeholder_token
 from mmgen.errors import ConfigError
-from mmgen.modality import BaseModalityConfig
+from mmgen.modality.base import BaseModalityConfig
 
 
 def _modality_config(name: str, config: Any) -> BaseModalityConfig:
@@ -17,7 +17,7 @@ def _modality_config(name: str, config: Any) -> BaseModalityConfig:
         return config
     if isinstance(config, Mapping):
         import mmgen.modalities  # noqa: F401  (registers the built-in modalities)
-        from mmgen.registry import AutoModality
+        from mmgen.modality.registry import AutoModality
 
         try:
             return AutoModality.config_from_dict(dict(config))

@@ -16,7 +16,7 @@ from torch import nn
 
 from mmgen.data.batch import ModalityBatch
 from mmgen.errors import ConfigError
-from mmgen.modality import BaseModality
+from mmgen.modality.base import BaseModality
 
 
 def _describe_item(index: int, batch: ModalityBatch, sample_ids: Sequence[str] | None) -> str:

@@ -11,14 +11,13 @@ from torch import nn
 from transformers import AutoModelForCausalLM, PreTrainedModel
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
+from mmgen.constants import IGNORE_INDEX
 from mmgen.data.batch import ModalityBatch
 from mmgen.errors import ConfigError
-from mmgen.modality import BaseModality
+from mmgen.modality.base import BaseModality
 from mmgen.model import serialization, trainable
 from mmgen.model.config import MultimodalConfig
 from mmgen.model.merge import merge_embeddings
-
-IGNORE_INDEX = -100
 
 
 def _packed_position_ids(cu_seqlens: torch.Tensor, total: int) -> torch.Tensor:
@@ -73,7 +72,7 @@ class MultimodalModel(PreTrainedModel):
         if language_model is None:
             language_model = self._build_language_model(config)
         if modalities is None:
-            from mmgen.registry import AutoModality
+            from mmgen.modality.registry import AutoModality
 
             modalities = {
                 name: AutoModality.from_config(c) for name, c in config.modalities.items()
@@ -208,7 +207,8 @@ class MultimodalModel(PreTrainedModel):
                 )
             if attention_mask is not None:
                 raise ValueError("give cu_seqlens (packed) or attention_mask (padded), not both")
-            from mmgen.varlen import mask_first_labels, packed_attention_kwargs
+            from mmgen.data.batch import mask_first_labels
+            from mmgen.model.attention import packed_attention_kwargs
 
             total = input_ids.shape[0]
             if int(cu_seqlens[-1]) != total:

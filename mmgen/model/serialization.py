@@ -102,8 +102,8 @@ def load(
     is_trainable: bool = True,
     **_ignored: Any,
 ) -> MultimodalModel:
+    from mmgen.modality.registry import AutoModality
     from mmgen.model.config import MultimodalConfig
-    from mmgen.registry import AutoModality
 
     directory = Path(directory)
     if not (directory / LLM_DIR).is_dir():

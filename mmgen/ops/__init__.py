@@ -1,25 +1,28 @@
 """The only door to the compiled extension ``mmgen._C``.
 
-Importing this module loads the extension (registering the ``torch.ops.mmgen`` ops) and adds,
-per op, a fake kernel (meta tensors, ``torch.compile``) and autograd where the op has a gradient.
+extension.py   loads ``mmgen._C`` (registering the ``torch.ops.mmgen`` ops) and describes it
+buildinfo.py   what the extension is built from (read by setup.py and ``mmgen doctor``)
+merge.py       ``packed_merge``: the fused embedding merge, with its fake kernel and autograd
+varlen.py      variable-length batching: ``plan_packs``, ``varlen_metadata``, pad/unpad, mask
+
+``from mmgen.ops import packed_merge`` loads the extension on first use; importing this package
+alone does not (``setup.py`` and ``mmgen doctor`` read ``buildinfo``/``extension`` without it).
 """
 
-from mmgen.extension import load as _load
+from importlib import import_module
 
-_load()
+# public name -> the module that defines it (imported on first use, see __getattr__)
+_LAZY = {
+    "packed_merge": "mmgen.ops.merge",
+    "VarlenMetadata": "mmgen.ops.varlen",
+    "block_diagonal_causal_mask": "mmgen.ops.varlen",
+    "pad_varlen": "mmgen.ops.varlen",
+    "plan_packs": "mmgen.ops.varlen",
+    "unpad_varlen": "mmgen.ops.varlen",
+    "varlen_metadata": "mmgen.ops.varlen",
+}
 
-# --- fused embedding merge ---
-from mmgen.ops.merge import packed_merge  # noqa: E402  (needs the ops loaded above)
-
-# --- variable-length batching ---
-from mmgen.ops.varlen import (  # noqa: E402  (needs the ops loaded above)
-    VarlenMetadata,
-    block_diagonal_causal_mask,
-    pad_varlen,
-    plan_packs,
-    unpad_varlen,
-    varlen_metadata,
-)
+__all__ = ["empty_cache", *_LAZY]
 
 
 def empty_cache() -> int:
@@ -32,16 +35,20 @@ def empty_cache() -> int:
     """
     import torch
 
+    from mmgen.ops.extension import load
+
+    load()
     return int(torch.ops.mmgen._empty_cache())
 
 
-__all__ = [
-    "VarlenMetadata",
-    "block_diagonal_causal_mask",
-    "empty_cache",
-    "packed_merge",
-    "pad_varlen",
-    "plan_packs",
-    "unpad_varlen",
-    "varlen_metadata",
-]
+def __getattr__(name: str):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'mmgen.ops' has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

@@ -11,6 +11,10 @@ from collections.abc import Sequence
 
 import torch
 
+from mmgen.ops.extension import load
+
+load()  # registers the torch.ops.mmgen ops this module wraps
+
 _FLOAT_DTYPES = (torch.float32, torch.bfloat16, torch.float16, torch.float64)
 
 

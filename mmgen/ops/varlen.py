@@ -15,6 +15,10 @@ from typing import NamedTuple
 
 import torch
 
+from mmgen.ops.extension import load
+
+load()  # registers the torch.ops.mmgen ops this module wraps
+
 
 class VarlenMetadata(NamedTuple):
     cu_seqlens: torch.Tensor  # int32 (N+1,), starts at 0, ends at T
@@ -99,7 +103,7 @@ def block_diagonal_causal_mask(
     0 where query and key are in the same sequence and key <= query; ``torch.finfo(dtype).min``
     elsewhere. HF models take it as ``attention_mask`` with sdpa and eager attention; pass the
     model's dtype (sdpa requires the mask to match the query dtype). T x T memory: prefer the
-    flash-attention varlen path for long packs (see ``mmgen.varlen.packed_attention_kwargs``).
+    flash-attention varlen path for long packs (``mmgen.model.attention.packed_attention_kwargs``).
     """
     cu_seqlens = _as_int(cu_seqlens, torch.int32, "block_diagonal_causal_mask: cu_seqlens")
     return torch.ops.mmgen.block_diagonal_causal_mask(cu_seqlens, dtype)

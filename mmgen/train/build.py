@@ -144,7 +144,7 @@ def _language_model(config: TrainConfig, tokenizer: Any, attn: str):
 
 def _modality(config: TrainConfig, name: str, hidden: int, world: World):
     import mmgen.modalities  # noqa: F401  (registers the built-in modalities)
-    from mmgen.registry import AutoModality
+    from mmgen.modality.registry import AutoModality
 
     section = config.modalities[name]
     kind = section.type or name
@@ -179,7 +179,7 @@ def _modality(config: TrainConfig, name: str, hidden: int, world: World):
 
 
 def build_processor(config: TrainConfig, model: Any, tokenizer: Any):
-    from mmgen.registry import AutoModalityLoader
+    from mmgen.modality.registry import AutoModalityLoader
 
     loaders = {}
     for name, modality in model.modalities.items():

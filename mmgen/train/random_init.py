@@ -50,7 +50,7 @@ def random_init_fields(
 
 
 def _spec(config: TrainConfig, name: str, spec: str):
-    from mmgen.codegen.catalog import resolve
+    from mmgen.spec.catalog import resolve
 
     try:
         if spec.endswith((".yaml", ".yml")):  # a spec file, relative to the project

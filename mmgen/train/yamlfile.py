@@ -20,7 +20,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from mmgen.errors import ConfigError
-from mmgen.spec_loading import dotted, line_of  # the spec files' key paths, shared
+from mmgen.spec.loading import dotted, line_of  # the spec files' key paths, shared
 
 Model = TypeVar("Model", bound=BaseModel)
 Location = tuple[str | int, ...]

@@ -11,7 +11,7 @@ from helpers.data_samples import png_bytes
 
 from mmgen import MultimodalProcessor
 from mmgen.data import MultimodalDataset, PackedCollator, PaddedCollator
-from mmgen.varlen import packed_attention_kwargs
+from mmgen.model.attention import packed_attention_kwargs
 
 HIDDEN = 32
 

@@ -41,7 +41,7 @@ def speech_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from typer.testing import CliRunner
 
     from mmgen.cli import app
-    from mmgen.codegen.catalog import builtin_specs
+    from mmgen.spec.catalog import builtin_specs
 
     project = tmp_path_factory.mktemp("project") / SPEECH_PACKAGE
     runner = CliRunner()

@@ -33,7 +33,7 @@ from safetensors.torch import load_model, save_file
 from transformers import PreTrainedConfig, PreTrainedModel
 
 if TYPE_CHECKING:
-    from mmgen.modality import BaseModality
+    from mmgen.modality.base import BaseModality
 
 WEIGHTS_NAME = "model.safetensors"
 ASSETS_DIR = "assets"

@@ -7,8 +7,8 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
-from mmgen.buildinfo import rebuild_command, source_hash
 from mmgen.errors import ExtensionError
+from mmgen.ops.buildinfo import rebuild_command, source_hash
 
 # every op the extension defines; doctor reports each one's backends
 OPS = (

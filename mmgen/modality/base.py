@@ -131,12 +131,12 @@ class BaseModality(PreTrainedModel):
         **kwargs: Any,
     ) -> BaseModalityConfig:
         """Save config, weights and the non-weight files of every local directory the config
-        names (see ``mmgen.checkpoint``), so the checkpoint loads after those are gone; returns
+        names (see ``mmgen.modality.saving``), so the checkpoint loads after those are gone; returns
         the config as written (its path fields pointing into the folder). transformers' options
         (``safe_serialization``, ``max_shard_size``, ...) are accepted and ignored: a modality
         is always one safetensors file.
         """
-        from mmgen.checkpoint import save_modality
+        from mmgen.modality.saving import save_modality
 
         return save_modality(self, save_directory, state_dict)
 
@@ -155,10 +155,10 @@ class BaseModality(PreTrainedModel):
         every weight loaded strictly. Called on ``BaseModality`` itself, the class comes from the
         config's registered ``model_type``.
         """
-        from mmgen.checkpoint import load_modality
+        from mmgen.modality.saving import load_modality
 
         if cls is BaseModality:
-            from mmgen.registry import AutoModality
+            from mmgen.modality.registry import AutoModality
 
             return AutoModality.from_pretrained(pretrained_model_name_or_path, dtype=dtype)
         if config is not None and not isinstance(config, cls.config_class):

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mmgen.codegen.names import check_name
 from mmgen.errors import MmgenError
 from mmgen.resources import specs_dir
-from mmgen.spec import Spec
-from mmgen.spec_loading import load_spec
+from mmgen.spec.loading import load_spec
+from mmgen.spec.names import check_name
+from mmgen.spec.schema import Spec
 
 
 def builtin_specs() -> dict[str, Path]:

@@ -12,7 +12,7 @@ from typing import Any, ClassVar, TypeVar
 
 from transformers import AutoConfig, AutoModel
 
-from mmgen.modality import BaseModality, BaseModalityConfig, BaseModalityLoader
+from mmgen.modality.base import BaseModality, BaseModalityConfig, BaseModalityLoader
 
 T = TypeVar("T")
 

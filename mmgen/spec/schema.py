@@ -1,6 +1,6 @@
 """The YAML modality spec's schema (pydantic). A spec is data: no field is ever executed
-(formulas go through :mod:`mmgen.formula`); files are read, with ``file:line: field: message``
-errors, by :mod:`mmgen.spec_loading`.
+(formulas go through :mod:`mmgen.spec.formula`); files are read, with ``file:line: field: message``
+errors, by :mod:`mmgen.spec.loading`.
 
 A minimal spec (every block is documented on its model below; the built-ins in ``specs/`` are
 complete examples)::
@@ -24,9 +24,9 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 from pydantic import StringConstraints as S
 
-from mmgen.codegen.names import Names, check_name
 from mmgen.errors import MmgenError, SpecError
-from mmgen.formula import FormulaError, parse
+from mmgen.spec.formula import FormulaError, parse
+from mmgen.spec.names import Names, check_name
 
 Identifier = Annotated[str, S(pattern=r"^[A-Za-z][A-Za-z0-9_]*$", max_length=60)]
 DottedPath = Annotated[str, S(pattern=r"^[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z][A-Za-z0-9_]*)+$")]
@@ -188,7 +188,7 @@ class TrainableSpec(Strict):
 
 
 class SampleSpec(Strict):
-    """A synthetic sample generator from :mod:`mmgen.samples` and its options."""
+    """A synthetic sample generator from :mod:`mmgen.testing.samples` and its options."""
 
     kind: Literal["tone", "image", "video", "text", "signal"]
     options: dict[Identifier, Scalar] = Field(default_factory=dict)
@@ -211,7 +211,7 @@ class TestSpec(Strict):
 
 
 class Spec(Strict):
-    """A modality spec. ``num_embeddings`` is a whole number or a formula (see mmgen.formula)."""
+    """A modality spec. ``num_embeddings`` is a whole number or a formula (``spec/formula.py``)."""
 
     name: str
     description: OneLine
@@ -261,7 +261,7 @@ class Spec(Strict):
 
     def error(self, loc: tuple, message: str) -> SpecError:
         """A SpecError pointing at ``loc`` (e.g. ``("num_embeddings",)``) in the spec file."""
-        from mmgen.spec_loading import dotted, line_of
+        from mmgen.spec.loading import dotted, line_of
 
         return SpecError(f"{self._source}:{line_of(self._lines, loc)}: {dotted(loc)}: {message}")
 

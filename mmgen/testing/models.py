@@ -7,10 +7,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from mmgen.samples import synthetic_value
-
-__all__ = ["save_tiny_model", "save_tiny_processor", "synthetic_value"]
-
 
 def save_tiny_model(model_class: type, path: str | Path, *, seed: int = 0, **config: Any) -> str:
     """Build ``model_class`` from its own config class with ``config`` (random init from

@@ -1,5 +1,5 @@
 """Reading a spec file: YAML with the line of every key, validated by the schema in
-:mod:`mmgen.spec`, every problem turned into ``file:line: field: message``.
+:mod:`mmgen.spec.schema`, every problem turned into ``file:line: field: message``.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from mmgen.errors import SpecError
-from mmgen.spec import _FIELD_MARK, Spec, _hint
+from mmgen.spec.schema import _FIELD_MARK, Spec, _hint
 
 _MAX_BYTES = 256 * 1024
 

@@ -6,7 +6,7 @@ Imported by ``setup.py`` as well as at run time, so it must not import torch.
 import hashlib
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 # every file whose change requires rebuilding mmgen._C
 _SOURCE_PATTERNS = ("csrc/**/*.cpp", "csrc/**/*.cu", "csrc/**/*.h", "csrc/**/*.cuh", "setup.py")
 
