@@ -1,4 +1,4 @@
-"""Keys of the dataset format and of processor outputs."""
+"""Keys of the dataset format and of processor outputs; names of saved files."""
 
 MODALITY_VALUE_KEY = "value"
 NUM_EMBEDDINGS_KEY = "num_embeddings"
@@ -21,3 +21,9 @@ def default_placeholder_id(index: int) -> int:
 
 def default_placeholder_token(name: str) -> str:
     return f"<{name}>"
+
+
+# a saved modality (mmgen/modality/saving.py): its weights file, and the note in each of its
+# asset folders (the encoder/processor files its config names, copied) that marks such a folder
+WEIGHTS_NAME = "model.safetensors"
+ASSET_MARKER = "mmgen_asset.json"

@@ -1,8 +1,26 @@
-"""Exceptions for mistakes a user can fix (bad spec, data, config or arguments).
+"""Exceptions for mistakes a user can fix (bad spec, data, config or arguments), and the "did you
+mean" hint their messages share.
 
 The CLI prints an ``MmgenError`` as one red line on stderr and exits non-zero; any other
 exception is a bug in mmgen and keeps its traceback.
 """
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+def did_you_mean(
+    word: str, choices: Iterable[str], *, cutoff: float = 0.6, listing: bool = False
+) -> str:
+    """``"; did you mean 'x'?"`` for the closest of ``choices`` to ``word``; when none is close,
+    ``""`` (or ``"; expected one of a, b"`` with ``listing``)."""
+    choices = list(choices)
+    close = difflib.get_close_matches(str(word), choices, n=1, cutoff=cutoff)
+    if close:
+        return f"; did you mean {close[0]!r}?"
+    return f"; expected one of {', '.join(choices)}" if listing and choices else ""
 
 
 class MmgenError(Exception):

@@ -233,3 +233,30 @@ def test_walkthrough_modality_loads_alone(tmp_path, clip_dir):
         modality.state_dict().items(), loaded.state_dict().items(), strict=True
     ):
         torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
+
+
+def test_saved_modalities_load_in_two_threads_at_once(tmp_path, clip_dir):
+    """Loading patches nothing process-wide: two threads load two saved modalities (each
+    building its CLIP with transformers' own from_pretrained) and each gets its own weights."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    saved = {}
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        modality = ImageModality(ImageConfig(hidden_size=LLM_HIDDEN, clip_name=str(clip_dir)))
+        with torch.no_grad():  # as if trained: the two differ everywhere, the CLIP included
+            for parameter in modality.parameters():
+                parameter.add_(0.05 * torch.randn_like(parameter))
+        modality.save_pretrained(tmp_path / f"modality-{seed}")
+        saved[tmp_path / f"modality-{seed}"] = {
+            k: v.clone() for k, v in modality.state_dict().items()
+        }
+    shutil.rmtree(clip_dir)
+    paths = list(saved) * 3
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        loaded = list(pool.map(AutoModel.from_pretrained, paths))
+    for path, modality in zip(paths, loaded, strict=True):
+        assert isinstance(modality, ImageModality)
+        state = modality.state_dict()
+        for name, value in saved[path].items():
+            torch.testing.assert_close(state[name], value, rtol=0, atol=0, msg=name)

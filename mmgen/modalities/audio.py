@@ -124,6 +124,7 @@ class AudioModality(EncoderModality):
         # a whole Whisper model (encoder-decoder) was loaded: keep the encoder only
         self.encoder = whisper.get_encoder() if hasattr(whisper, "get_encoder") else whisper
         self.projector = self.build_projector(self.encoder.config.d_model)
+        self.post_init()
 
     def forward(self, inputs: list[torch.Tensor]) -> torch.Tensor:
         features = torch.stack(list(inputs)).to(self.encoder.device, self.encoder.dtype)

@@ -112,6 +112,7 @@ class ImageModality(EncoderModality):
         has_cls = _has_cls(vision_config)
         self.drop_cls = has_cls if config.drop_cls is None else bool(config.drop_cls and has_cls)
         self.projector = self.build_projector(vision_config.hidden_size)
+        self.post_init()
 
     def forward(self, inputs: list[torch.Tensor]) -> torch.Tensor:
         pixel_values = torch.stack(list(inputs)).to(self.encoder.device, self.encoder.dtype)

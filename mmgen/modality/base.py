@@ -13,7 +13,6 @@ for it runs on mmgen with only its imports changed:
 
 from __future__ import annotations
 
-import functools
 import os
 from abc import ABC, abstractmethod
 from typing import Any
@@ -111,13 +110,19 @@ class BaseModality(PreTrainedModel):
     base_model_prefix = "modality"
     main_input_name = "inputs"
 
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        if "__init__" in cls.__dict__:
-            cls.__init__ = _post_init_after(cls.__dict__["__init__"])
-
     def __init__(self, config: BaseModalityConfig, *args: Any, **kwargs: Any) -> None:
         super().__init__(config, *args, **kwargs)
+
+    def ensure_post_init(self) -> None:
+        """Run transformers' ``post_init`` if this modality's ``__init__`` did not.
+
+        transformers 5 cannot save or load a model whose ``post_init`` never ran, and
+        MultiMeditron-style modalities do not call it. mmgen calls this where it takes a modality
+        over: when a ``MultimodalModel`` adopts it, and when it is saved or loaded. Generated
+        modalities call ``post_init`` at the end of their own ``__init__``.
+        """
+        if "all_tied_weights_keys" not in self.__dict__:  # set by post_init
+            self.post_init()
 
     @abstractmethod
     def forward(self, inputs: list[torch.Tensor]) -> torch.Tensor | list[torch.Tensor]:
@@ -150,17 +155,17 @@ class BaseModality(PreTrainedModel):
         device_map: torch.device | str | None = None,
         **kwargs: Any,
     ) -> BaseModality:
-        """Load a modality written by ``save_pretrained``: built eagerly (its ``__init__`` may load
-        an encoder with ``from_pretrained``, which transformers' meta-device loading breaks), then
-        every weight loaded strictly. Called on ``BaseModality`` itself, the class comes from the
-        config's registered ``model_type``.
+        """Load a modality written by ``save_pretrained``: built eagerly (its ``__init__`` loads
+        its encoder from the saved copy of the folder its config names), then every other weight
+        loaded strictly. Called on ``BaseModality`` itself, the class comes from the config's
+        registered ``model_type`` (transformers' ``AutoModel``, which registration fills).
         """
         from mmgen.modality.saving import load_modality
 
         if cls is BaseModality:
-            from mmgen.modality.registry import AutoModality
+            from transformers import AutoModel
 
-            return AutoModality.from_pretrained(pretrained_model_name_or_path, dtype=dtype)
+            return AutoModel.from_pretrained(pretrained_model_name_or_path, dtype=dtype)
         if config is not None and not isinstance(config, cls.config_class):
             raise TypeError(f"config must be a {cls.config_class.__name__}, got {type(config)}")
         return load_modality(
@@ -194,23 +199,3 @@ class BaseModality(PreTrainedModel):
     def unfreeze_projection(self) -> None:
         for parameter in self._projector_parameters():
             parameter.requires_grad = True
-
-
-def _post_init_after(init):
-    """Wrap a subclass ``__init__`` so transformers' ``post_init`` runs once, after the outermost
-    ``__init__`` returns: walkthrough-style modalities never call it, and transformers 5 cannot
-    load a model whose ``post_init`` did not run.
-    """
-
-    @functools.wraps(init)
-    def wrapped(self, *args: Any, **kwargs: Any) -> None:
-        depth = self.__dict__.get("_mmgen_init_depth", 0)
-        object.__setattr__(self, "_mmgen_init_depth", depth + 1)
-        try:
-            init(self, *args, **kwargs)
-        finally:
-            object.__setattr__(self, "_mmgen_init_depth", depth)
-        if depth == 0:
-            self.post_init()
-
-    return wrapped

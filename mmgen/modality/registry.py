@@ -4,7 +4,6 @@ also registered with transformers' ``AutoConfig`` / ``AutoModel``).
 
 from __future__ import annotations
 
-import difflib
 import json
 import os
 from pathlib import Path
@@ -12,6 +11,7 @@ from typing import Any, ClassVar, TypeVar
 
 from transformers import AutoConfig, AutoModel
 
+from mmgen.errors import did_you_mean
 from mmgen.modality.base import BaseModality, BaseModalityConfig, BaseModalityLoader
 
 T = TypeVar("T")
@@ -23,9 +23,8 @@ def _same_class(a: type, b: type) -> bool:
 
 
 def _unknown(kind: str, name: str, known: dict[str, Any]) -> KeyError:
-    hint = difflib.get_close_matches(name, known, n=1)
-    suggestion = f"; did you mean {hint[0]!r}?" if hint else ""
-    return KeyError(f"unknown {kind} {name!r}{suggestion} (registered: {', '.join(sorted(known))})")
+    hint = did_you_mean(name, known)
+    return KeyError(f"unknown {kind} {name!r}{hint} (registered: {', '.join(sorted(known))})")
 
 
 def is_transformers_model_type(name: str) -> bool:

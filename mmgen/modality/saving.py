@@ -1,30 +1,33 @@
 """Saving and loading one modality (``BaseModality.save_pretrained`` / ``from_pretrained``).
 
-A walkthrough-style modality builds its encoder inside ``__init__`` with
-``AutoModel.from_pretrained(config.clip_name)``. transformers' own ``from_pretrained`` cannot load
-such a model (it builds the outer model on the meta device, where the inner load breaks), and the
-checkpoint would still depend on the original encoder directory. So a modality checkpoint is:
+A modality builds its encoder inside ``__init__`` from a folder its config names
+(``AutoModel.from_pretrained(config.clip_name)`` in MultiMeditron's walkthrough,
+``load_encoder(...)`` in generated code). A saved modality must load after that folder is gone,
+so the folder travels with it, and the encoder loads from the copy by the modality's own code:
 
-    config.json          the modality config; path fields rewritten to ``assets/<field>``
-    model.safetensors    every weight of the modality (encoder and projector), as trained
-    assets/<field>/      the non-weight files of each local directory the config names
-                         (the encoder's config.json, preprocessor_config.json, tokenizer files)
+    config.json                 the modality config; the path fields point at ``assets/<field>``
+    model.safetensors           every weight not stored in an asset folder (the projector, ...)
+    assets/<field>/             the non-weight files of the folder the field named (config.json,
+                                preprocessor_config.json, tokenizer files), and, when a submodule
+                                of the modality was loaded from that folder, its trained weights
+                                as model.safetensors in the submodule's own key space
+    assets/<field>/mmgen_asset.json   which submodule those weights are (``"module"``)
 
-Loading reads the config, points its path fields at ``assets/``, builds the modality eagerly
-while nested ``from_pretrained`` calls on an asset directory build from its config alone (their
-weights are in ``model.safetensors``), then loads ``model.safetensors`` strictly. The loaded
-modality keeps its asset files in memory, so saving it again (the next checkpoint of a resumed
-run) does not need the folder it was loaded from, which checkpoint rotation may have deleted.
+Loading points the path fields at the asset folders and builds the modality: its own
+``__init__`` runs unchanged and finds a loadable checkpoint there (``from_pretrained`` reads it
+like any; ``mmgen.nn.encoders.load_encoder`` builds the encoder from its config). Then the trained
+weights are loaded: each asset's into its submodule, the rest from ``model.safetensors``, and
+every weight must be accounted for. Nothing is patched. A loaded modality keeps its asset files in
+memory, so saving it again does not need the folder it was loaded from (which checkpoint
+rotation may have deleted).
 """
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import json
 import os
 import shutil
-import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,28 +35,142 @@ import torch
 from safetensors.torch import load_model, save_file
 from transformers import PreTrainedConfig, PreTrainedModel
 
+from mmgen.constants import ASSET_MARKER, WEIGHTS_NAME
+from mmgen.errors import CheckpointError
+
 if TYPE_CHECKING:
     from mmgen.modality.base import BaseModality
 
-WEIGHTS_NAME = "model.safetensors"
 ASSETS_DIR = "assets"
-# written into each asset directory: nested from_pretrained calls on it build from config only
-ASSET_MARKER = "mmgen_asset.json"
 # config attribute listing which fields were rewritten to asset directories
 ASSETS_KEY = "mmgen_assets"
-# files that hold weights (never copied into assets: model.safetensors has the trained values)
+# files that hold weights (never copied from a source folder: the trained values are saved)
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".h5", ".msgpack", ".onnx")
 _WEIGHT_INDEXES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
 
 
-def _is_weight_file(name: str) -> bool:
-    return name.endswith(_WEIGHT_SUFFIXES) or name in _WEIGHT_INDEXES
+def save_modality(
+    model: BaseModality,
+    save_directory: str | os.PathLike,
+    state_dict: dict[str, torch.Tensor] | None = None,
+) -> PreTrainedConfig:
+    """Write ``model`` as described in the module docstring; returns the config as written."""
+    directory = Path(save_directory)
+    if directory.is_file():
+        raise NotADirectoryError(f"cannot save a modality to {directory}: it is a file")
+    model.ensure_post_init()
+    directory.mkdir(parents=True, exist_ok=True)
+    state = state_dict if state_dict is not None else model.state_dict()
+    config = copy.deepcopy(model.config)
+    written: dict[str, str] = {}  # a folder named twice (encoder and processor) is written once
+    assets: dict[str, str] = {}
+    in_assets: list[str] = []  # the submodules whose weights went into an asset folder
+    for field, value in model.config.to_dict().items():
+        found = None if field == "_name_or_path" else _asset_files(model, value)
+        if found is None:
+            continue
+        key, files = found
+        if key not in written:
+            written[key] = f"{ASSETS_DIR}/{field}"
+            module = _loaded_from(model, key)
+            weights = None
+            if module is not None:
+                weights = {n[len(module) + 1 :]: t for n, t in state.items() if _under(n, module)}
+                in_assets.append(module)
+            _write_assets(directory / written[key], files, module, weights)
+        assets[field] = written[key]
+        setattr(config, field, written[key])
+    setattr(config, ASSETS_KEY, assets)
+    config._name_or_path = ""  # where it was loaded from: no path outside the folder
+    config.architectures = [type(model).__name__]
+    config.save_pretrained(directory)
+    rest = {n: t for n, t in state.items() if not any(_under(n, m) for m in in_assets)}
+    save_file(_dedupe_shared(rest), str(directory / WEIGHTS_NAME), metadata={"format": "pt"})
+    return config
 
 
-def _local_pretrained_dir(value: Any) -> Path | None:
-    """``value`` as a local directory holding a config or processor file, else None."""
+def load_modality(
+    cls: type[BaseModality],
+    directory: str | os.PathLike,
+    *,
+    config: PreTrainedConfig | None = None,
+    dtype: torch.dtype | str | None = None,
+    device: torch.device | str | None = None,
+) -> BaseModality:
+    """Build the modality saved in ``directory``; every weight it has must come from the save."""
+    directory = Path(directory)
+    weights = directory / WEIGHTS_NAME
+    if not weights.is_file():
+        raise FileNotFoundError(f"{directory} holds no {WEIGHTS_NAME}: not a saved mmgen modality")
+    if config is None:
+        config = cls.config_class.from_pretrained(directory)
+    resolve_assets(config, directory)
+    model = cls(config)
+    model.ensure_post_init()
+    kept = model.__dict__.setdefault("_mmgen_asset_files", {})
+    from_assets: list[str] = []
+    for relative in sorted(set((getattr(config, ASSETS_KEY, None) or {}).values())):
+        folder = directory / relative
+        kept[os.path.abspath(folder)] = _read_assets(folder)
+        module = _marker(folder).get("module")
+        if isinstance(module, str) and (folder / WEIGHTS_NAME).is_file():
+            # whatever __init__ loaded there, the trained values are these
+            load_model(_submodule(model, module, directory), folder / WEIGHTS_NAME, strict=True)
+            from_assets.append(module)
+    missing, unexpected = load_model(model, weights, strict=False)
+    missing = [n for n in missing if not any(_under(n, m) for m in from_assets)]
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{directory}: the saved weights do not fit {cls.__name__}: "
+            f"missing {missing[:5]}, unexpected {unexpected[:5]}"
+        )
+    if isinstance(dtype, str) and dtype != "auto":
+        dtype = getattr(torch, dtype)
+    if isinstance(dtype, torch.dtype):
+        model = model.to(dtype)
+    if device is not None:
+        model = model.to(device)
+    model.name_or_path = str(directory)
+    return model.eval()
+
+
+def resolve_assets(config: PreTrainedConfig, directory: str | os.PathLike) -> PreTrainedConfig:
+    """Point the fields ``save_modality`` rewrote at the asset folders under ``directory``."""
+    for field, relative in (getattr(config, ASSETS_KEY, None) or {}).items():
+        setattr(config, field, os.path.abspath(Path(directory) / relative))
+    return config
+
+
+def _asset_files(model: BaseModality, value: Any) -> tuple[str, dict[str, bytes]] | None:
+    """``(key, files)`` for a config value naming a local pretrained folder, else None.
+
+    The files are kept on the model the first time they are read (and when it is loaded), so
+    later saves do not depend on that folder."""
     if not isinstance(value, str) or not value:
         return None
+    kept = model.__dict__.setdefault("_mmgen_asset_files", {})
+    key = os.path.abspath(value)
+    if key not in kept:
+        source = _local_pretrained_dir(value)
+        if source is None:
+            return None
+        kept[key] = _read_assets(source)
+    return key, kept[key]
+
+
+def _loaded_from(model: BaseModality, key: str) -> str | None:
+    """The outermost submodule of ``model`` that transformers loaded from the folder ``key``
+    (its ``name_or_path``), as a state-dict prefix; None when none was."""
+    for name, module in model.named_modules():  # parents come before their children
+        if name and isinstance(module, PreTrainedModel):
+            source = getattr(module, "name_or_path", None)
+            if isinstance(source, str) and source and os.path.abspath(source) == key:
+                return name
+    return None
+
+
+def _local_pretrained_dir(value: str) -> Path | None:
+    """``value`` as a local directory holding a config or processor file, else None."""
     path = Path(value)
     if not path.is_dir():
         return None
@@ -70,32 +187,52 @@ def _read_assets(source: Path) -> dict[str, bytes]:
     }
 
 
-def _write_assets(files: dict[str, bytes], target: Path) -> None:
+def _write_assets(
+    target: Path,
+    files: dict[str, bytes],
+    module: str | None,
+    weights: dict[str, torch.Tensor] | None,
+) -> None:
     if target.exists():
         shutil.rmtree(target)
     target.mkdir(parents=True)
     for name, content in files.items():
         (target / name).write_bytes(content)
-    note = {"weights": "stored in the parent modality's model.safetensors"}
+    if weights:
+        save_file(_dedupe_shared(weights), str(target / WEIGHTS_NAME), metadata={"format": "pt"})
+    else:
+        module = None
+    note = {
+        "module": module,  # the modality's submodule these weights belong to
+        "weights": f"{WEIGHTS_NAME} here" if module else "in the modality's model.safetensors",
+    }
     (target / ASSET_MARKER).write_text(json.dumps(note, indent=2) + "\n")
 
 
-def _asset_files(model: BaseModality, value: Any) -> tuple[str, dict[str, bytes]] | None:
-    """``(key, files)`` for a config value naming a local pretrained folder, else None.
+def _submodule(model: torch.nn.Module, name: str, directory: Path) -> torch.nn.Module:
+    try:
+        return model.get_submodule(name)
+    except AttributeError:
+        raise CheckpointError(
+            f"{directory}: an asset folder holds weights of {name!r}, which"
+            f" {type(model).__name__} does not have"
+        ) from None
 
-    The files are kept on the model the first time they are read (and when it is loaded), so
-    later saves do not depend on that folder: a modality loaded from a checkpoint is saved whole
-    after checkpoint rotation has deleted the folder it was loaded from."""
-    if not isinstance(value, str) or not value:
-        return None
-    kept = model.__dict__.setdefault("_mmgen_asset_files", {})
-    key = os.path.abspath(value)
-    if key not in kept:
-        source = _local_pretrained_dir(value)
-        if source is None:
-            return None
-        kept[key] = _read_assets(source)
-    return key, kept[key]
+
+def _marker(folder: Path) -> dict[str, Any]:
+    try:
+        note = json.loads((folder / ASSET_MARKER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return note if isinstance(note, dict) else {}
+
+
+def _under(name: str, prefix: str) -> bool:
+    return name.startswith(prefix + ".")
+
+
+def _is_weight_file(name: str) -> bool:
+    return name.endswith(_WEIGHT_SUFFIXES) or name in _WEIGHT_INDEXES
 
 
 def _dedupe_shared(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -109,110 +246,3 @@ def _dedupe_shared(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tenso
         seen.add(key)
         out[name] = tensor.detach().contiguous().cpu()
     return out
-
-
-def save_modality(
-    model: BaseModality,
-    save_directory: str | os.PathLike,
-    state_dict: dict[str, torch.Tensor] | None = None,
-) -> PreTrainedConfig:
-    """Write ``model`` as described in the module docstring; returns the config as written."""
-    directory = Path(save_directory)
-    if directory.is_file():
-        raise NotADirectoryError(f"cannot save a modality to {directory}: it is a file")
-    directory.mkdir(parents=True, exist_ok=True)
-    config = copy.deepcopy(model.config)
-    # a folder a config points at twice (encoder and processor) is written once
-    written: dict[str, str] = {}
-    assets: dict[str, str] = {}
-    for field, value in model.config.to_dict().items():
-        found = None if field == "_name_or_path" else _asset_files(model, value)
-        if found is None:
-            continue
-        key, files = found
-        if key not in written:
-            written[key] = f"{ASSETS_DIR}/{field}"
-            _write_assets(files, directory / written[key])
-        assets[field] = written[key]
-        setattr(config, field, written[key])
-    setattr(config, ASSETS_KEY, assets)
-    config._name_or_path = ""  # where it was loaded from: no path outside the folder
-    config.architectures = [type(model).__name__]
-    config.save_pretrained(directory)
-    tensors = _dedupe_shared(state_dict if state_dict is not None else model.state_dict())
-    save_file(tensors, str(directory / WEIGHTS_NAME), metadata={"format": "pt"})
-    return config
-
-
-def resolve_assets(config: PreTrainedConfig, directory: str | os.PathLike) -> PreTrainedConfig:
-    """Point the fields ``save_modality`` rewrote at the asset folders under ``directory``."""
-    for field, relative in (getattr(config, ASSETS_KEY, None) or {}).items():
-        setattr(config, field, os.path.abspath(Path(directory) / relative))
-    return config
-
-
-_patch_lock = threading.RLock()
-_patch_depth = 0
-_original_from_pretrained = PreTrainedModel.__dict__["from_pretrained"]
-
-
-def _from_pretrained_or_asset(cls, pretrained_model_name_or_path, *args, **kwargs):
-    path = pretrained_model_name_or_path
-    if path is None or not (Path(path) / ASSET_MARKER).is_file():
-        return _original_from_pretrained.__func__(cls, path, *args, **kwargs)
-    # an asset directory: build from its config; the caller loads the trained weights after
-    config = kwargs.get("config")
-    if not isinstance(config, PreTrainedConfig):
-        config = cls.config_class.from_pretrained(path)
-    options = {k: kwargs[k] for k in ("dtype", "attn_implementation") if k in kwargs}
-    model = cls._from_config(config, **options)
-    model.name_or_path = str(path)
-    return model
-
-
-@contextlib.contextmanager
-def _nested_loads_from_assets():
-    """While active, ``SomeModel.from_pretrained(asset_dir)`` builds from config only."""
-    global _patch_depth
-    with _patch_lock:
-        if _patch_depth == 0:
-            PreTrainedModel.from_pretrained = classmethod(_from_pretrained_or_asset)
-        _patch_depth += 1
-        try:
-            yield
-        finally:
-            _patch_depth -= 1
-            if _patch_depth == 0:
-                PreTrainedModel.from_pretrained = _original_from_pretrained
-
-
-def load_modality(
-    cls: type[BaseModality],
-    directory: str | os.PathLike,
-    *,
-    config: PreTrainedConfig | None = None,
-    dtype: torch.dtype | str | None = None,
-    device: torch.device | str | None = None,
-) -> BaseModality:
-    """Build the modality saved in ``directory`` and load its weights strictly."""
-    directory = Path(directory)
-    weights = directory / WEIGHTS_NAME
-    if not weights.is_file():
-        raise FileNotFoundError(f"{directory} holds no {WEIGHTS_NAME}: not a saved mmgen modality")
-    if config is None:
-        config = cls.config_class.from_pretrained(directory)
-    resolve_assets(config, directory)
-    with _nested_loads_from_assets():
-        model = cls(config)
-    kept = model.__dict__.setdefault("_mmgen_asset_files", {})
-    for relative in set((getattr(config, ASSETS_KEY, None) or {}).values()):
-        kept[os.path.abspath(directory / relative)] = _read_assets(directory / relative)
-    load_model(model, weights, strict=True)
-    if isinstance(dtype, str) and dtype != "auto":
-        dtype = getattr(torch, dtype)
-    if isinstance(dtype, torch.dtype):
-        model = model.to(dtype)
-    if device is not None:
-        model = model.to(device)
-    model.name_or_path = str(directory)
-    return model.eval()

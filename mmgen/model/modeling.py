@@ -87,6 +87,9 @@ class MultimodalModel(PreTrainedModel):
         super().__init__(config)
         self.language_model = language_model
         self.modalities = nn.ModuleDict(dict(modalities))
+        for modality in self.modalities.values():
+            if isinstance(modality, BaseModality):  # _check_modalities reports the others
+                modality.ensure_post_init()  # MultiMeditron-style modalities never call it
         self._check_modalities()
         self.post_init()
 

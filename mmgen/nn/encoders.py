@@ -11,6 +11,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from mmgen.constants import ASSET_MARKER
 from mmgen.errors import MmgenError
 
 PACKAGE_PREFIX = "package:"
@@ -87,8 +88,16 @@ def pad_items(items: list[torch.Tensor], pad_value: float = 0) -> tuple[torch.Te
 def load_encoder(model_class: type, name_or_path: str, submodule: str | None = None) -> nn.Module:
     """``model_class.from_pretrained(name_or_path)`` (``package:`` paths resolved), then its
     attribute path ``submodule`` (``"encoder"`` takes Whisper's speech encoder).
+
+    A saved modality's asset folder (``mmgen/modality/saving.py``) holds the encoder's config:
+    the class is built from it, and the modality's load fills in the trained weights.
     """
-    model = model_class.from_pretrained(pretrained_path(name_or_path))
+    path = pretrained_path(name_or_path)
+    if (Path(path) / ASSET_MARKER).is_file():
+        model = model_class._from_config(model_class.config_class.from_pretrained(path))
+        model.name_or_path = path  # where it came from: saving the modality again finds it
+    else:
+        model = model_class.from_pretrained(path)
     for name in submodule.split(".") if submodule else ():
         model = getattr(model, name)
     return model

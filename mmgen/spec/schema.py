@@ -18,15 +18,15 @@ complete examples)::
 
 from __future__ import annotations
 
-import difflib
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 from pydantic import StringConstraints as S
 
-from mmgen.errors import MmgenError, SpecError
+from mmgen.errors import MmgenError, SpecError, did_you_mean
 from mmgen.spec.formula import FormulaError, parse
 from mmgen.spec.names import Names, check_name
+from mmgen.yamlfile import field_error, where
 
 Identifier = Annotated[str, S(pattern=r"^[A-Za-z][A-Za-z0-9_]*$", max_length=60)]
 DottedPath = Annotated[str, S(pattern=r"^[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z][A-Za-z0-9_]*)+$")]
@@ -64,13 +64,13 @@ class LoaderSpec(Strict):
         allowed = LOADER_OPTIONS.get(self.decode or "", {})
         for key, value in self.options.items():
             if key not in allowed:
-                raise _field_error(
-                    "options",
-                    f"unknown option {key!r} for decode {self.decode!r}{_hint(key, allowed)}",
+                hint = did_you_mean(key, allowed, listing=True)
+                raise field_error(
+                    "options", f"unknown option {key!r} for decode {self.decode!r}{hint}"
                 )
             if not isinstance(value, allowed[key]) or isinstance(value, bool):
                 kind = "an integer" if allowed[key] is int else "a string"
-                raise _field_error("options", f"{key} must be {kind}")
+                raise field_error("options", f"{key} must be {kind}")
         return self
 
 
@@ -161,7 +161,7 @@ class EncoderSpec(Strict):
         else:
             _forbid(self, hf_only | {"class_"})
         if self.frames is not None and self.variable_length:
-            raise _field_error("frames", "choose one of `frames` and `variable_length`")
+            raise field_error("frames", "choose one of `frames` and `variable_length`")
         return self
 
 
@@ -233,12 +233,12 @@ class Spec(Strict):
         try:
             check_name(self.name)
         except MmgenError as exc:
-            raise _field_error("name", str(exc)) from None
+            raise field_error("name", str(exc)) from None
         if isinstance(self.num_embeddings, str):
             try:
                 parse(self.num_embeddings)
             except FormulaError as exc:
-                raise _field_error("num_embeddings", str(exc)) from None
+                raise field_error("num_embeddings", str(exc)) from None
         if self.encoder.kind != "transformers" and self.test.encoder is None:
             raise ValueError("test: `encoder` (the options of a tiny encoder) is required here")
         return self
@@ -261,35 +261,20 @@ class Spec(Strict):
 
     def error(self, loc: tuple, message: str) -> SpecError:
         """A SpecError pointing at ``loc`` (e.g. ``("num_embeddings",)``) in the spec file."""
-        from mmgen.spec.loading import dotted, line_of
-
-        return SpecError(f"{self._source}:{line_of(self._lines, loc)}: {dotted(loc)}: {message}")
-
-
-def _field_error(field: str, message: str) -> ValueError:
-    """A model-level error about one key: _format moves it onto that key's path and line."""
-    return ValueError(f"{_FIELD_MARK}{field}{_FIELD_MARK}{message}")
-
-
-_FIELD_MARK = "\x00"
+        return SpecError(f"{where(self._source, self._lines, loc)}: {message}")
 
 
 def _require(model: BaseModel, *fields: str) -> None:
     for field in fields:
         if getattr(model, field) is None:
             kind = getattr(model, "kind", "")
-            raise _field_error(_alias(model, field), f"required for kind {kind!r}")
+            raise field_error(_alias(model, field), f"required for kind {kind!r}")
 
 
 def _forbid(model: BaseModel, fields: set[str], when: str = "") -> None:
     for field in sorted(fields & model.model_fields_set):
         kind = getattr(model, "kind", "")
-        raise _field_error(_alias(model, field), f"not used {when or f'with kind {kind!r}'}")
-
-
-def _hint(key: str, known: Any) -> str:
-    close = difflib.get_close_matches(key, list(known), n=1)
-    return f"; did you mean {close[0]!r}?" if close else f"; expected one of {', '.join(known)}"
+        raise field_error(_alias(model, field), f"not used {when or f'with kind {kind!r}'}")
 
 
 def _alias(model: BaseModel, field: str) -> str:

@@ -1,6 +1,6 @@
 """The training configuration (``configs/train.yaml``): a pydantic schema, one model per section.
 
-Unknown or mistyped keys are errors with the file, line and a suggestion (``mmgen.train.yamlfile``).
+Unknown or mistyped keys are errors with the file, line and a suggestion (``mmgen.yamlfile``).
 Relative paths are relative to the project root (the folder with the ``pyproject.toml`` that
 ``mmgen init`` wrote), or to the config's folder outside a project. A value that names no local
 file for ``model.llm`` / ``model.tokenizer`` is taken as a Hugging Face hub name.
@@ -11,14 +11,13 @@ is the annotated example.
 
 from __future__ import annotations
 
-import difflib
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
-from mmgen.errors import ConfigError
-from mmgen.train.yamlfile import Origins, load_yaml_model, where
+from mmgen.errors import ConfigError, did_you_mean
+from mmgen.yamlfile import Origins, load_yaml_model, where
 
 
 class Strict(BaseModel):
@@ -126,10 +125,9 @@ class StageSection(Strict):
         if self.name not in STAGE_PRESETS:
             missing = [k for k, v in self.train if v is None]
             if missing:
-                close = difflib.get_close_matches(self.name, STAGE_PRESETS, n=1)
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
                 raise ValueError(
-                    f"stage {self.name!r} is not a preset ({', '.join(STAGE_PRESETS)}){hint}: set"
+                    f"stage {self.name!r} is not a preset ({', '.join(STAGE_PRESETS)})"
+                    f"{did_you_mean(self.name, STAGE_PRESETS)}; or set"
                     f" train.{', train.'.join(missing)}"
                 )
         if self.train_llm == "lora" and self.lora is None:
@@ -257,7 +255,7 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> TrainCo
     """Read and validate a training config; ``overrides`` are ``dotted.key=yaml`` strings
     (``stages.0.steps=20``) applied before validation."""
     path = Path(path)
-    config, lines = load_yaml_model(path, TrainConfig, overrides=overrides)
+    config, lines = load_yaml_model(path, TrainConfig, error=ConfigError, overrides=overrides)
     config._source, config._lines = path, lines
     config._root = project_root(path.resolve().parent) or path.resolve().parent
     return config

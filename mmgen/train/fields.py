@@ -10,11 +10,11 @@ with its defaults has: its attributes (transformers' common config fields includ
 
 from __future__ import annotations
 
-import difflib
 import inspect
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from mmgen.errors import did_you_mean
 from mmgen.train.config import TrainConfig
 
 
@@ -39,8 +39,7 @@ def check_fields(
     known |= set(getattr(default, "attribute_map", None) or {})
     for key in keys:
         if key not in known and not hasattr(default, key):
-            close = difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.6)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
+            hint = did_you_mean(key, sorted(known))
             raise config.error((*loc, key), f"unknown field of {cls.__name__}{hint}")
 
 
