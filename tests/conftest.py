@@ -4,7 +4,7 @@ tests/helpers/tiny_models.py). Names start with ``model_`` or ``tiny_``."""
 from __future__ import annotations
 
 import pytest
-from helpers.tiny_models import save_tiny_clip, save_tiny_siglip, save_tiny_whisper, tiny_tokenizer
+from helpers.tiny_models import save_tiny_clip, save_tiny_whisper, tiny_tokenizer
 
 
 @pytest.fixture(scope="session")
@@ -13,8 +13,9 @@ def model_clip_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def model_siglip_dir(tmp_path_factory):
-    return save_tiny_siglip(tmp_path_factory.mktemp("siglip"))
+def model_xray_dir(tmp_path_factory):
+    """A second tiny CLIP (other weights), for a second image-like modality."""
+    return save_tiny_clip(tmp_path_factory.mktemp("xray"), seed=1)
 
 
 @pytest.fixture(scope="session")

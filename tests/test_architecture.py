@@ -31,6 +31,7 @@ LAYERS = {
     "testing": 2,
     "yamlfile": 1,
     "resources": 1,
+    "project": 1,
     "errors": 0,
     "constants": 0,
     "__init__": 0,  # mmgen/__init__.py: the public names, resolved lazily (it may name any)

@@ -190,17 +190,16 @@ def test_pack_trains_like_its_samples_alone(
         )
 
 
-def test_two_image_encoders_take_their_own_entries(model_clip_dir, model_siglip_dir, tokenizer):
-    """Two modalities of one type ("image": CLIP, "xray": SigLIP, both loaded by raw-image): each
+def test_two_image_encoders_take_their_own_entries(model_clip_dir, model_xray_dir, tokenizer):
+    """Two modalities of one type ("image" and "xray": two CLIPs, both loaded by raw-image): each
     dataset entry goes to the encoder its "type" names, interleaved in any order."""
-    from helpers.tiny_models import LLM_HIDDEN, tiny_llm
+    from helpers.tiny_models import image_modality, tiny_llm
 
     from mmgen import MultimodalModel
-    from mmgen.modalities import ImageConfig, ImageModality
 
     torch.manual_seed(0)
-    image = ImageModality(ImageConfig(hidden_size=LLM_HIDDEN, encoder=str(model_clip_dir)))
-    xray = ImageModality(ImageConfig(hidden_size=LLM_HIDDEN, encoder=str(model_siglip_dir)))
+    image = image_modality(model_clip_dir)
+    xray = image_modality(model_xray_dir)
     model = MultimodalModel(language_model=tiny_llm(), modalities={"image": image, "xray": xray})
     media = {"a": {"xray": [1, 2], "image": [3]}, "b": {"image": [4, 5]}, "c": {"xray": [6]}}
     rows = [

@@ -18,7 +18,7 @@ from helpers.tiny_models import (
 from transformers import LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor
 
 from mmgen.convert import from_llava
-from mmgen.modalities import ImageProcessor
+from mmgen.modalities.image import ImageProcessor
 
 
 def _llava():
@@ -46,7 +46,7 @@ def _llava():
     return model, processor
 
 
-def test_llava_padded_equals_mmgen_packed():
+def test_llava_padded_equals_mmgen_packed(tmp_path):
     llava, processor = _llava()
     texts = ["what is in <image> ?", "say the red cat in <image> and the dog in <image> , yes no"]
     images = [random_image(0), random_image(1), random_image(2)]
@@ -55,7 +55,8 @@ def test_llava_padded_equals_mmgen_packed():
     with torch.no_grad():
         hf_logits = llava(**inputs).logits
 
-    model = from_llava(llava, image_processor=processor.image_processor).eval()
+    folder = tmp_path / "vision"
+    model = from_llava(llava, folder, image_processor=processor.image_processor).eval()
     assert model.get_input_embeddings().weight.shape[-1] == LLM_HIDDEN
     placeholder = model.placeholder_ids["image"]
     image_processor = ImageProcessor(model.modalities["image"].config)

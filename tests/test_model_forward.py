@@ -11,6 +11,8 @@ from helpers.model_batches import packed_batch, padded_batch
 from helpers.tiny_models import (
     IMAGE_PATCHES,
     LLM_HIDDEN,
+    image_config,
+    image_modality,
     random_image,
     random_wave,
     tiny_llm,
@@ -19,12 +21,8 @@ from helpers.tiny_models import (
 
 from mmgen import MultimodalConfig, MultimodalModel
 from mmgen.errors import ConfigError
-from mmgen.modalities import (
-    AudioProcessor,
-    ImageConfig,
-    ImageModality,
-    ImageProcessor,
-)
+from mmgen.modalities.audio import AudioProcessor
+from mmgen.modalities.image import ImageModality, ImageProcessor
 
 
 @pytest.fixture
@@ -185,10 +183,10 @@ def test_layout_errors(model):
         model(input_ids=batch["input_ids"][None], cu_seqlens=batch["cu_seqlens"])
 
 
-def test_two_image_encoders_are_told_apart_by_name(model_clip_dir, model_siglip_dir):
+def test_two_image_encoders_are_told_apart_by_name(model_clip_dir, model_xray_dir):
     torch.manual_seed(0)
-    image = ImageModality(ImageConfig(hidden_size=LLM_HIDDEN, encoder=str(model_clip_dir)))
-    xray = ImageModality(ImageConfig(hidden_size=LLM_HIDDEN, encoder=str(model_siglip_dir)))
+    image = image_modality(model_clip_dir)
+    xray = image_modality(model_xray_dir)
     model = MultimodalModel(
         language_model=tiny_llm(), modalities={"image": image, "xray": xray}
     ).eval()
@@ -206,13 +204,13 @@ def test_two_image_encoders_are_told_apart_by_name(model_clip_dir, model_siglip_
 
 
 def test_hidden_size_mismatch_is_caught_at_construction(model_clip_dir):
-    image = ImageModality(ImageConfig(hidden_size=32, encoder=str(model_clip_dir)))
+    image = image_modality(model_clip_dir, hidden_size=32)
     with pytest.raises(ConfigError, match=r"'image' projects to hidden_size=32.*is 64"):
         MultimodalModel(language_model=tiny_llm(), modalities={"image": image})
 
 
 def test_config_placeholders(model_clip_dir):
-    image = {"model_type": "mmgen_image", "hidden_size": LLM_HIDDEN, "encoder": str(model_clip_dir)}
+    image = image_config(model_clip_dir).to_dict()
     config = MultimodalConfig(
         text_config=tiny_llm().config.to_dict(),
         modalities={"image": image, "scan": dict(image)},
@@ -234,13 +232,13 @@ def test_config_placeholders(model_clip_dir):
 
     again = MultimodalConfig.from_dict(config.to_dict())
     assert again.placeholder_ids == config.placeholder_ids
-    assert again.modalities["scan"].encoder == str(model_clip_dir)
+    assert again.modalities["scan"].encoder_name_or_path == str(model_clip_dir)
     assert again.text_config.hidden_size == LLM_HIDDEN
 
 
 def test_model_built_from_config_with_llm_path(tmp_path, model_clip_dir):
     tiny_llm(seed=3).save_pretrained(tmp_path / "llm")
-    image = {"model_type": "mmgen_image", "hidden_size": LLM_HIDDEN, "encoder": str(model_clip_dir)}
+    image = image_config(model_clip_dir).to_dict()
     model = MultimodalModel(
         MultimodalConfig(llm=str(tmp_path / "llm"), modalities={"image": image})
     )

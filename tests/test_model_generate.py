@@ -7,7 +7,8 @@ import torch
 from helpers.model_batches import padded_batch
 from helpers.tiny_models import random_image, random_wave, tiny_multimodal
 
-from mmgen.modalities import AudioProcessor, ImageProcessor
+from mmgen.modalities.audio import AudioProcessor
+from mmgen.modalities.image import ImageProcessor
 
 NEW_TOKENS = 8
 

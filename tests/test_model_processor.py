@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 from helpers.tiny_models import tiny_multimodal, tiny_tokenizer
 
-from mmgen.modalities import AudioProcessor, ImageProcessor
+from mmgen.modalities.audio import AudioProcessor
+from mmgen.modalities.image import ImageProcessor
 
 
 def test_build_processor_passes_processors_and_placeholders(model_clip_dir, model_whisper_dir):

@@ -17,7 +17,8 @@ from helpers.tiny_models import (
 from transformers import AutoModel, AutoModelForCausalLM
 
 from mmgen import MultimodalModel
-from mmgen.modalities import AudioProcessor, ImageProcessor
+from mmgen.modalities.audio import AudioProcessor
+from mmgen.modalities.image import ImageProcessor
 
 
 def _batch(model):

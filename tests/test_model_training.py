@@ -8,7 +8,7 @@ from helpers.model_batches import packed_batch
 from helpers.tiny_models import random_image, tiny_multimodal
 
 from mmgen.errors import ConfigError
-from mmgen.modalities import ImageProcessor
+from mmgen.modalities.image import ImageProcessor
 
 
 @pytest.fixture

@@ -64,3 +64,28 @@ def test_a_name_is_registered_once_and_unknown_names_get_a_hint(registry) -> Non
         AutoModality.get("test_registry_onse")
     with pytest.raises(KeyError, match="did you mean 'raw-audio'"):
         AutoModalityLoader.from_name("raw-adio")
+
+
+def test_a_projects_modality_takes_over_a_builtin_name(registry) -> None:
+    """A project that generates its own ``audio`` (say, from an edited spec) gets the name, in
+    either import order; a built-in never takes it back."""
+    from transformers import AutoModel
+
+    import mmgen.modalities  # noqa: F401  (registers the built-ins)
+
+    builtin = AutoModality.get("audio")
+    mine = _modality_class()
+    try:
+        AutoModality.register("audio")(mine)
+        assert AutoModality.get("audio") is mine
+        assert AutoConfig.for_model("audio").__class__ is mine.config_class
+        AutoModality.register("audio")(builtin)  # the built-in module imported again
+        assert AutoModality.get("audio") is mine
+        other = _modality_class()
+        other.__qualname__ = "OtherProjectAudio"
+        with pytest.raises(ValueError, match="already registered"):
+            AutoModality.register("audio")(other)  # two user classes cannot share a name
+    finally:
+        AutoModality._registry["audio"] = builtin
+        AutoConfig.register("audio", builtin.config_class, exist_ok=True)
+        AutoModel.register(builtin.config_class, builtin, exist_ok=True)

@@ -32,7 +32,6 @@ from mmgen import (
 
 # the walkthrough registers its own "raw-image" loader; other test modules keep the built-in one
 _LOADERS_BEFORE = dict(AutoModalityLoader._registry)
-_BUILTIN_BEFORE = set(getattr(AutoModalityLoader, "_builtin", ()))
 
 # --- the walkthrough's four classes (only the imports above differ from the published text) ---
 
@@ -144,23 +143,20 @@ class ImageModality(BaseModality):
 _WALKTHROUGH_LOADERS = dict(AutoModalityLoader._registry)
 
 
-def _restore_loaders(registry: dict, builtin: set) -> None:
+def _restore_loaders(registry: dict) -> None:
     AutoModalityLoader._registry.clear()
     AutoModalityLoader._registry.update(registry)
-    if hasattr(AutoModalityLoader, "_builtin"):
-        AutoModalityLoader._builtin.clear()
-        AutoModalityLoader._builtin.update(builtin)
 
 
-_restore_loaders(_LOADERS_BEFORE, _BUILTIN_BEFORE)
+_restore_loaders(_LOADERS_BEFORE)
 
 
 @pytest.fixture(autouse=True)
 def walkthrough_loaders():
-    saved = dict(AutoModalityLoader._registry), set(getattr(AutoModalityLoader, "_builtin", ()))
+    saved = dict(AutoModalityLoader._registry)
     AutoModalityLoader._registry.update(_WALKTHROUGH_LOADERS)
     yield
-    _restore_loaders(*saved)
+    _restore_loaders(saved)
 
 
 def _png(seed: int) -> bytes:

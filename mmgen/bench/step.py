@@ -19,8 +19,10 @@ beside other jobs on this 2-core machine, 2 OpenMP threads made the same steps u
 from __future__ import annotations
 
 import statistics
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -118,12 +120,14 @@ def make_rows(sizes: Sizes) -> list[dict[str, Any]]:
     return rows
 
 
-def make_model(sizes: Sizes, attn_implementation: str = "sdpa"):
-    """A random-init Llama and a tiny CLIP vision tower with an MLP projector (no files)."""
-    from transformers import LlamaConfig, LlamaForCausalLM
+def make_model(sizes: Sizes, folder: Path, attn_implementation: str = "sdpa"):
+    """A random-init Llama and mmgen's built-in image modality over a tiny random-init CLIP
+    vision tower (and its image processor) saved in ``folder``."""
+    from transformers import CLIPImageProcessorPil, CLIPVisionModel, LlamaConfig, LlamaForCausalLM
 
-    from mmgen.modalities import ImageConfig, ImageModality
+    from mmgen.modalities.image import ImageConfig, ImageModality
     from mmgen.model import MultimodalModel
+    from mmgen.testing import save_tiny_model, save_tiny_processor
 
     torch.manual_seed(sizes.seed)
     config = LlamaConfig(
@@ -140,19 +144,19 @@ def make_model(sizes: Sizes, attn_implementation: str = "sdpa"):
     )
     config._attn_implementation = attn_implementation
     tower = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2)
+    save_tiny_model(
+        CLIPVisionModel, folder, seed=sizes.seed, image_size=IMAGE_SIZE, patch_size=PATCH, **tower
+    )
+    save_tiny_processor(
+        CLIPImageProcessorPil,
+        folder,
+        size={"shortest_edge": IMAGE_SIZE},
+        crop_size={"height": IMAGE_SIZE, "width": IMAGE_SIZE},
+    )
     image = ImageConfig(
         hidden_size=sizes.hidden,
-        encoder_config={
-            "model_type": "clip_vision_model",
-            "image_size": IMAGE_SIZE,
-            "patch_size": PATCH,
-            **tower,
-        },
-        image_processor={
-            "image_processor_type": "CLIPImageProcessorPil",
-            "size": {"shortest_edge": IMAGE_SIZE},
-            "crop_size": {"height": IMAGE_SIZE, "width": IMAGE_SIZE},
-        },
+        encoder_name_or_path=str(folder),
+        processor_name_or_path=str(folder),
     )
     modalities = {"image": ImageModality(image)}
     return MultimodalModel(language_model=LlamaForCausalLM(config), modalities=modalities)
@@ -218,8 +222,9 @@ def _build(sizes: Sizes):
     from mmgen.data import MultimodalDataset, packed_dataloader, padded_dataloader
     from mmgen.model.attention import VARLEN_SDPA
 
-    model = make_model(sizes).train()
-    processor = model.build_processor(_tokenizer(sizes.vocab))
+    with tempfile.TemporaryDirectory(prefix="mmgen-bench-") as folder:
+        model = make_model(sizes, Path(folder)).train()
+        processor = model.build_processor(_tokenizer(sizes.vocab))  # reads the folder
     dataset = MultimodalDataset(make_rows(sizes), processor, cache=True)
     if not sizes.batch_size:  # about the packed step's budget of useful tokens
         mean_length = float(dataset.lengths.float().mean())

@@ -7,14 +7,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from mmgen import project
 from mmgen.codegen.render import render
-from mmgen.errors import MmgenError
 from mmgen.spec.names import Names
-
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10: the same parser, from PyPI
-    import tomli as tomllib
 
 ANCHOR = "# mmgen: modality imports above this line (`mmgen new-modality` adds them here)"
 SCAFFOLD = {
@@ -59,19 +54,7 @@ class Target:
 
 def project_target(directory: Path) -> Target:
     """The target inside an ``mmgen init`` project (found by ``[tool.mmgen]`` in its pyproject)."""
-    pyproject = directory / "pyproject.toml"
-    try:
-        data = tomllib.loads(pyproject.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise MmgenError(
-            f"{directory}: no pyproject.toml; run `mmgen init PROJECT` first, pass --project, or"
-            " write to a plain folder with --out DIR"
-        ) from None
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise MmgenError(f"{pyproject}: cannot read: {exc}") from None
-    package = data.get("tool", {}).get("mmgen", {}).get("package")
-    if not isinstance(package, str) or not package.isidentifier():
-        raise MmgenError(f'{pyproject}: no [tool.mmgen] package = "..."; not an mmgen project')
+    package = project.package_of(directory)
     modalities = directory / package / "modalities"
     return Target(
         root=directory,
@@ -87,11 +70,7 @@ def find_project(start: Path) -> Path:
     `mmgen new-modality` works from anywhere inside a project); ``start`` when there is none,
     which then fails in ``project_target`` with the reason.
     """
-    for folder in (start, *start.parents):
-        pyproject = folder / "pyproject.toml"
-        if pyproject.is_file() and "[tool.mmgen]" in pyproject.read_text(errors="replace"):
-            return folder
-    return start
+    return project.find_root(start) or start
 
 
 def out_target(directory: Path) -> Target:

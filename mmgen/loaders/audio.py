@@ -19,7 +19,7 @@ def _read(handle) -> tuple[np.ndarray, int]:
     return soundfile.read(handle, dtype="float32", always_2d=True)
 
 
-@AutoModalityLoader.register("raw-audio", builtin=True)
+@AutoModalityLoader.register("raw-audio")
 class RawAudioLoader(BaseModalityLoader):
     """Loads audio from bytes, a path (any format libsndfile reads: wav, flac, ogg, mp3) or an
     array, and returns a mono float32 waveform ``(samples,)`` at ``sampling_rate``.

@@ -13,7 +13,7 @@ from mmgen.modality.base import BaseModalityLoader
 from mmgen.modality.registry import AutoModalityLoader
 
 
-@AutoModalityLoader.register("raw-image", builtin=True)
+@AutoModalityLoader.register("raw-image")
 class RawImageLoader(BaseModalityLoader):
     """Loads an image from bytes, a path, an array (H, W) or (H, W, C), or a PIL image.
 

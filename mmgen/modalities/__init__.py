@@ -1,17 +1,11 @@
-"""Built-in modalities (each a config, processor and modality registered with ``AutoModality``):
-
-image.py   CLIP / SigLIP vision tower + projector          (registered as "mmgen_image")
-audio.py   Whisper encoder + WhisperFeatureExtractor + projector   ("mmgen_audio")
+"""The built-in modalities: exactly what `mmgen new-modality NAME --project .` generates from
+``specs/NAME.yaml`` (``tests/test_builtin_modalities.py`` regenerates them and compares).
+Importing this package registers them; a project's own modality of the same name takes over.
 """
 
-from mmgen.modalities.audio import AudioConfig, AudioModality, AudioProcessor
-from mmgen.modalities.image import ImageConfig, ImageModality, ImageProcessor
-
-__all__ = [
-    "AudioConfig",
-    "AudioModality",
-    "AudioProcessor",
-    "ImageConfig",
-    "ImageModality",
-    "ImageProcessor",
-]
+import mmgen.modalities.audio  # noqa: F401 (registers the modality)
+import mmgen.modalities.document  # noqa: F401 (registers the modality)
+import mmgen.modalities.ecg  # noqa: F401 (registers the modality)
+import mmgen.modalities.image  # noqa: F401 (registers the modality)
+import mmgen.modalities.video  # noqa: F401 (registers the modality)
+# mmgen: modality imports above this line (`mmgen new-modality` adds them here)

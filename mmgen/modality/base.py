@@ -119,10 +119,15 @@ class BaseModality(PreTrainedModel):
         transformers 5 cannot save or load a model whose ``post_init`` never ran, and
         MultiMeditron-style modalities do not call it. mmgen calls this where it takes a modality
         over: when a ``MultimodalModel`` adopts it, and when it is saved or loaded. Generated
-        modalities call ``post_init`` at the end of their own ``__init__``.
+        modalities call ``post_init`` at the end of their own ``__init__``. The weights stay as
+        they are (``post_init`` would re-initialize every module not marked initialized, e.g. a
+        projector trained or copied in since ``__init__``).
         """
-        if "all_tied_weights_keys" not in self.__dict__:  # set by post_init
-            self.post_init()
+        if "all_tied_weights_keys" in self.__dict__:  # set by post_init
+            return
+        for module in self.modules():
+            module._is_hf_initialized = True
+        self.post_init()
 
     @abstractmethod
     def forward(self, inputs: list[torch.Tensor]) -> torch.Tensor | list[torch.Tensor]:

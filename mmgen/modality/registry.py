@@ -22,6 +22,24 @@ def _same_class(a: type, b: type) -> bool:
     return a is b or (a.__module__, a.__qualname__) == (b.__module__, b.__qualname__)
 
 
+def _builtin(cls: type) -> bool:
+    """mmgen's own classes (``raw-audio``, the modalities in ``mmgen/modalities/``)."""
+    return cls.__module__ == "mmgen" or cls.__module__.startswith("mmgen.")
+
+
+def _takes(registry: dict[str, type], name: str, new: type, kind: str) -> bool:
+    """Whether ``new`` gets ``name``: a free name or its own, or a built-in's, which user code
+    takes over whatever the import order (a project that generates its own ``audio``, the
+    MultiMeditron walkthrough's ``raw-image``); a built-in never takes a user class's name, and
+    two user classes cannot share one."""
+    existing = registry.get(name)
+    if existing is None or _same_class(existing, new) or (_builtin(existing) and not _builtin(new)):
+        return True
+    if _builtin(new):
+        return False
+    raise ValueError(f"{kind} name {name!r} is already registered by {existing.__qualname__}")
+
+
 def _unknown(kind: str, name: str, known: dict[str, Any]) -> KeyError:
     hint = did_you_mean(name, known)
     return KeyError(f"unknown {kind} {name!r}{hint} (registered: {', '.join(sorted(known))})")
@@ -39,32 +57,18 @@ class AutoModalityLoader:
     """``@AutoModalityLoader.register("raw-image")`` on a loader class; ``from_name`` builds one."""
 
     _registry: ClassVar[dict[str, type[BaseModalityLoader]]] = {}
-    # mmgen's own loaders (raw-image, raw-audio): user code registering the same name (as the
-    # MultiMeditron walkthrough does with "raw-image") takes it over, whatever the import order
-    _builtin: ClassVar[set[str]] = set()
 
     def __init__(self) -> None:
         raise TypeError("use AutoModalityLoader.from_name(name)")
 
     @classmethod
-    def register(cls, name: str, *, builtin: bool = False):
+    def register(cls, name: str):
         def decorator(loader_cls: type[T]) -> type[T]:
             if not (isinstance(loader_cls, type) and issubclass(loader_cls, BaseModalityLoader)):
                 raise TypeError(f"{loader_cls!r} must subclass BaseModalityLoader")
-            existing = cls._registry.get(name)
-            if builtin and existing is not None and name not in cls._builtin:
-                return loader_cls  # a user loader already has the name: it stays
-            if name in cls._builtin and not builtin:
-                existing = None
-                cls._builtin.discard(name)
-            if existing is not None and not _same_class(existing, loader_cls):
-                raise ValueError(
-                    f"loader name {name!r} is already registered by {existing.__qualname__}"
-                )
-            loader_cls.name = name
-            cls._registry[name] = loader_cls
-            if builtin:
-                cls._builtin.add(name)
+            if _takes(cls._registry, name, loader_cls, "loader"):
+                loader_cls.name = name
+                cls._registry[name] = loader_cls
             return loader_cls
 
         return decorator
@@ -105,16 +109,13 @@ class AutoModality:
                 )
             if modality_cls.preprocessor_class is None:
                 raise TypeError(f"{modality_cls.__qualname__} must set preprocessor_class")
-            existing = cls._registry.get(name)
-            if existing is not None and not _same_class(existing, modality_cls):
-                raise ValueError(
-                    f"modality name {name!r} is already registered by {existing.__qualname__}"
-                )
             if is_transformers_model_type(name):
                 raise ValueError(
                     f"modality name {name!r} is a transformers model type: registering it would"
                     f" replace transformers' own {name!r} config; choose another name"
                 )
+            if not _takes(cls._registry, name, modality_cls, "modality"):
+                return modality_cls  # a project's own modality of this name stays
             config_cls.model_type = name
             cls._registry[name] = modality_cls
             AutoConfig.register(name, config_cls, exist_ok=True)

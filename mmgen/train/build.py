@@ -7,7 +7,6 @@ Every user mistake found here is a ``ConfigError`` naming the config line (``fil
 from __future__ import annotations
 
 import importlib
-import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +14,8 @@ from typing import Any
 
 import torch
 
+from mmgen import project
+from mmgen.errors import MmgenError
 from mmgen.train.config import TrainConfig
 from mmgen.train.distributed import World, barrier
 from mmgen.train.fields import check_fields
@@ -33,7 +34,12 @@ class Parts:
 
 def register_project(config: TrainConfig) -> str | None:
     """Import ``<package>.modalities`` of the project so its generated modalities register."""
-    package = config.package or _package_from_pyproject(config.root)
+    package = config.package
+    if package is None and project.find_root(config.root) == config.root:
+        try:
+            package = project.package_of(config.root)
+        except MmgenError as exc:
+            raise config.error(("package",), str(exc)) from None
     if package is None:
         return None
     if str(config.root) not in sys.path:
@@ -46,16 +52,6 @@ def register_project(config: TrainConfig) -> str | None:
         message = f"cannot import {package}.modalities from {config.root}"
         raise config.error(("package",), message) from None
     return package
-
-
-_PACKAGE_LINE = re.compile(r'^\[tool\.mmgen\][^\[]*?^package\s*=\s*"([^"]+)"', re.M | re.S)
-
-
-def _package_from_pyproject(root: Path) -> str | None:
-    # `package = "..."` under [tool.mmgen], as `mmgen init` writes it (tomllib needs 3.11)
-    pyproject = root / "pyproject.toml"
-    found = _PACKAGE_LINE.search(pyproject.read_text("utf-8")) if pyproject.is_file() else None
-    return found.group(1) if found else None
 
 
 def load_tokenizer(config: TrainConfig):

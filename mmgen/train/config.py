@@ -16,7 +16,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
+from mmgen import project
 from mmgen.errors import ConfigError, did_you_mean
+from mmgen.model.trainable import STAGES
 from mmgen.yamlfile import Origins, load_yaml_model, where
 
 
@@ -106,7 +108,7 @@ class TrainParts(Strict):
     projectors: bool | list[str] | None = None
 
 
-STAGE_PRESETS = ("alignment", "end_to_end", "lora", "full")
+STAGE_PRESETS = tuple(STAGES)  # alignment, end_to_end, lora, full (mmgen/model/trainable.py)
 
 
 class StageSection(Strict):
@@ -257,14 +259,5 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> TrainCo
     path = Path(path)
     config, lines = load_yaml_model(path, TrainConfig, error=ConfigError, overrides=overrides)
     config._source, config._lines = path, lines
-    config._root = project_root(path.resolve().parent) or path.resolve().parent
+    config._root = project.find_root(path.resolve().parent) or path.resolve().parent
     return config
-
-
-def project_root(start: Path) -> Path | None:
-    """The nearest folder at or above ``start`` whose ``pyproject.toml`` has ``[tool.mmgen]``."""
-    for folder in (start, *start.parents):
-        pyproject = folder / "pyproject.toml"
-        if pyproject.is_file() and "[tool.mmgen]" in pyproject.read_text(encoding="utf-8"):
-            return folder
-    return None

@@ -192,15 +192,43 @@ def tiny_multimodal(
     image_batch: int = 32,
     attn_implementation: str = "sdpa",
 ):
-    """Tiny Llama + "image" (CLIP, MLP projector) [+ "audio" (Whisper, pool 2)]."""
-    from mmgen.modalities import AudioConfig, AudioModality, ImageConfig, ImageModality
+    """Tiny Llama + "image" (CLIP, MLP projector) [+ "audio" (Whisper, 2x concat)]: mmgen's
+    built-in modalities, generated from specs/image.yaml and specs/audio.yaml."""
     from mmgen.model import MultimodalModel
 
     torch.manual_seed(seed)
-    image = ImageConfig(hidden_size=LLM_HIDDEN, encoder=str(clip_dir), max_batch_size=image_batch)
-    modalities = {"image": ImageModality(image)}
+    modalities = {"image": image_modality(clip_dir, max_batch_size=image_batch)}
     if whisper_dir is not None:
-        audio = AudioConfig(hidden_size=LLM_HIDDEN, encoder=str(whisper_dir), pool=2)
-        modalities["audio"] = AudioModality(audio)
+        modalities["audio"] = audio_modality(whisper_dir)
     llm = tiny_llm(seed, attn_implementation)
     return MultimodalModel(language_model=llm, modalities=modalities).eval()
+
+
+def image_modality(clip_dir: Path, **fields):
+    """The built-in image modality over a tiny CLIP folder (encoder and processor)."""
+    from mmgen.modalities.image import ImageModality
+
+    return ImageModality(image_config(clip_dir, **fields))
+
+
+def image_config(clip_dir: Path, **fields):
+    from mmgen.modalities.image import ImageConfig
+
+    folder = str(clip_dir)
+    fields = {"hidden_size": LLM_HIDDEN, **fields}
+    return ImageConfig(encoder_name_or_path=folder, processor_name_or_path=folder, **fields)
+
+
+def audio_modality(whisper_dir: Path, **fields):
+    """The built-in audio modality over a tiny Whisper folder (encoder and feature extractor)."""
+    from mmgen.modalities.audio import AudioModality
+
+    return AudioModality(audio_config(whisper_dir, **fields))
+
+
+def audio_config(whisper_dir: Path, **fields):
+    from mmgen.modalities.audio import AudioConfig
+
+    folder = str(whisper_dir)
+    fields = {"hidden_size": LLM_HIDDEN, **fields}
+    return AudioConfig(encoder_name_or_path=folder, processor_name_or_path=folder, **fields)

@@ -1,8 +1,9 @@
 """Training configs for the tests: a tiny random-init LLM and Whisper encoder over the tiny
 synthetic audio dataset of ``conftest.audio_data``.
 
-The configs use the runtime's built-in audio modality (``mmgen_audio``, random init from an
-encoder config), so no project has to be generated; ``test_demo.py`` runs the generated path.
+``make_config`` uses mmgen's built-in audio modality, so no project has to be generated;
+``speech_config`` uses a project's own generated modality (``conftest.speech_project``), and
+``test_demo.py`` runs the README's generated path end to end.
 """
 
 from __future__ import annotations
@@ -24,38 +25,15 @@ TINY_LLM = {
     "max_position_embeddings": 128,
     "tie_word_embeddings": False,
 }
-# 1-second windows, hop 400: 40 mel frames -> 20 encoder positions -> 10 embeddings (pool 2)
+# mmgen's built-in audio modality (generated from specs/audio.yaml) with a random-init Whisper
+# from the spec's test block, saved under the run's folder: 1-second windows at hop 400, 40 mel
+# frames -> 20 encoder positions -> 10 embeddings (2x concat)
 TINY_AUDIO = {
-    "type": "mmgen_audio",
-    "config": {
-        "max_batch_size": 8,
-        "pool": 2,
-        "encoder_config": {
-            "model_type": "whisper",
-            "num_mel_bins": 16,
-            "d_model": 16,
-            "encoder_layers": 1,
-            "encoder_attention_heads": 2,
-            "encoder_ffn_dim": 32,
-            "decoder_layers": 1,
-            "decoder_attention_heads": 2,
-            "decoder_ffn_dim": 32,
-            "max_source_positions": 20,
-            "max_target_positions": 16,
-            "vocab_size": 32,
-            "pad_token_id": 0,
-            "bos_token_id": 1,
-            "eos_token_id": 2,
-            "decoder_start_token_id": 1,
-        },
-        "feature_extractor": {
-            "feature_extractor_type": "WhisperFeatureExtractor",
-            "feature_size": 16,
-            "sampling_rate": 16000,
-            "hop_length": 400,
-            "chunk_length": 1,
-            "n_fft": 400,
-        },
+    "type": "audio",
+    "config": {"max_batch_size": 8},
+    "random_init": {
+        "encoder": {"num_mel_bins": 16, "max_source_positions": 20},
+        "processor": {"feature_size": 16, "hop_length": 400},
     },
 }
 

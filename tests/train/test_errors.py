@@ -162,9 +162,9 @@ def test_mistyped_fields_passed_to_other_configs_are_named(data: Path, tmp_path:
 
 def test_unregistered_modality_suggests_generating_it(data: Path, tmp_path: Path) -> None:
     config = make_config(data, tmp_path / "run")
-    config["modalities"]["audio"]["type"] = "mmgen_audoi"
+    config["modalities"]["audio"]["type"] = "audoi"
     path = write_config(tmp_path / "train.yaml", config)
-    with pytest.raises(ConfigError, match=r"did you mean 'mmgen_audio'.*mmgen new-modality"):
+    with pytest.raises(ConfigError, match=r"did you mean 'audio'.*mmgen new-modality"):
         train(load_config(path))
 
 
