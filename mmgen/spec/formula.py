@@ -2,9 +2,12 @@
 
 A spec is data, never code: a formula is parsed with :mod:`ast` and every node is checked
 against a whitelist before anything else happens. Nothing is ever passed to ``eval``; the tree is
-only ever walked by :func:`evaluate`.
+only ever walked by :func:`evaluate` and :func:`to_python`.
 
-Generated processors keep the formula as a string and call :func:`evaluate` on each item.
+Generated processors do not carry the formula: at generation time :func:`to_python` writes the
+checked tree as one plain Python expression over the processor's own values
+(``math.ceil(self.encoder_config.max_source_positions / self.config.downsample_factor)``), so the
+count is ordinary code that users can read, step through and edit.
 
 The language: integers and floats, ``+ - * / // % **``, unary minus, parentheses, the functions
 ``ceil floor min max round int``, and three names:
@@ -12,6 +15,11 @@ The language: integers and floats, ``+ - * / // % **``, unary minus, parentheses
 - ``shape``: the processed tensor's shape; only ``shape[i]`` with a literal integer ``i``;
 - ``encoder.<field>``: a field of the encoder's config (``encoder.image_size``);
 - ``config.<field>``: a field of the generated modality config (``config.downsample_factor``).
+
+The exponent of ``**`` is a number literal of at most 64 (``** 2``) or one ``encoder.<field>`` or
+``config.<field>`` (``encoder.stride ** encoder.layers``): a power of the data (``2 ** shape[0]``)
+or of a power (``2 ** 10 ** 10``) could take unbounded time and memory in the generated code,
+where nothing checks it at run time.
 """
 
 from __future__ import annotations
@@ -20,7 +28,7 @@ import ast
 import functools
 import math
 import operator
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,8 +50,17 @@ _BINARY: dict[type, Callable[[Any, Any], Any]] = {
     ast.Mod: operator.mod,
     ast.Pow: operator.pow,
 }
+# how to_python spells each function: ceil and floor need `import math` in the generated file
+PYTHON_FUNCTIONS = {
+    "ceil": "math.ceil",
+    "floor": "math.floor",
+    "min": "min",
+    "max": "max",
+    "round": "round",
+    "int": "int",
+}
 _MAX_LENGTH = 200
-_MAX_POWER = 64  # keeps `2 ** 10 ** 10` from hanging the validator
+_MAX_POWER = 64  # keeps `2 ** 10 ** 10` from hanging the validator or the generated code
 
 
 class FormulaError(ValueError):
@@ -92,6 +109,8 @@ def _check(node: ast.AST, found: dict[str, set[str]]) -> None:
     elif isinstance(node, ast.BinOp):
         if type(node.op) not in _BINARY:
             raise FormulaError(f"operator {type(node.op).__name__} is not allowed")
+        if isinstance(node.op, ast.Pow):
+            _check_exponent(node.right)
         _check(node.left, found)
         _check(node.right, found)
     elif isinstance(node, ast.UnaryOp):
@@ -131,6 +150,69 @@ def _check(node: ast.AST, found: dict[str, set[str]]) -> None:
         )
     else:
         raise FormulaError(f"{type(node).__name__} is not allowed in a formula")
+
+
+def _check_exponent(node: ast.AST) -> None:
+    bare = node.operand if isinstance(node, ast.UnaryOp) else node
+    if isinstance(bare, ast.Attribute):
+        return  # a config value, checked like any other field
+    if not (isinstance(bare, ast.Constant) and type(bare.value) in (int, float)):
+        raise FormulaError(
+            "the exponent of ** must be a number or one encoder.<field> or config.<field>"
+        )
+    if abs(bare.value) > _MAX_POWER:
+        raise FormulaError(f"exponent {bare.value} is too large (at most {_MAX_POWER})")
+
+
+def to_python(
+    formula: Formula | str,
+    *,
+    shape: str = "shape",
+    encoder: str = "encoder",
+    config: str = "config",
+    keyed: Collection[str] = (),
+) -> str:
+    """The checked formula as one Python expression with the value :func:`evaluate` gives.
+
+    ``shape``, ``encoder`` and ``config`` are the Python expressions the three names stand for
+    where the result is pasted (``value.shape``, ``self.encoder_config``, ``self.config``); the
+    namespaces named in ``keyed`` are mappings, read as ``options["field"]``. ``ceil`` and
+    ``floor`` become ``math.ceil`` and ``math.floor``: the caller imports ``math``. Only the
+    whitelisted tree is written, rebuilt node by node, and ``ast.unparse`` puts back exactly
+    the parentheses the precedence needs.
+    """
+    formula = parse(formula) if isinstance(formula, str) else formula
+    where = {"shape": shape, "encoder": encoder, "config": config}
+    return ast.unparse(_to_ast(formula.tree.body, where, frozenset(keyed)))
+
+
+def _expression(source: str) -> ast.expr:
+    try:
+        return ast.parse(source, mode="eval").body
+    except SyntaxError:
+        raise ValueError(f"{source!r} is not a Python expression") from None
+
+
+def _to_ast(node: ast.AST, where: dict[str, str], keyed: frozenset[str]) -> ast.expr:
+    if isinstance(node, ast.Constant):
+        return ast.Constant(node.value)
+    if isinstance(node, ast.BinOp):
+        left, right = _to_ast(node.left, where, keyed), _to_ast(node.right, where, keyed)
+        return ast.BinOp(left, node.op, right)
+    if isinstance(node, ast.UnaryOp):
+        return ast.UnaryOp(node.op, _to_ast(node.operand, where, keyed))
+    if isinstance(node, ast.Attribute):
+        scope = _expression(where[node.value.id])
+        if node.value.id in keyed:
+            return ast.Subscript(scope, ast.Constant(node.attr), ast.Load())
+        return ast.Attribute(scope, node.attr, ast.Load())
+    if isinstance(node, ast.Subscript):
+        index = ast.Constant(ast.literal_eval(node.slice))
+        return ast.Subscript(_expression(where["shape"]), index, ast.Load())
+    if isinstance(node, ast.Call):
+        function = _expression(PYTHON_FUNCTIONS[node.func.id])
+        return ast.Call(function, [_to_ast(a, where, keyed) for a in node.args], [])
+    raise FormulaError(f"{type(node).__name__} is not allowed in a formula")  # unreachable
 
 
 def evaluate(
