@@ -176,6 +176,21 @@ def test_not_a_project(tmp_path):
     assert result.exit_code == 1 and "no pyproject.toml" in result.output
 
 
+def test_missing_ruff_is_one_line_and_writes_nothing(project, monkeypatch):
+    from mmgen.codegen import formatting
+
+    formatting.ruff_binary.cache_clear()
+    monkeypatch.setitem(sys.modules, "ruff", None)  # `import ruff` fails as if not installed
+    before = files_under(project)
+    try:
+        result = invoke("new-modality", "ecg", "--project", project)
+    finally:
+        formatting.ruff_binary.cache_clear()
+    assert result.exit_code == 1 and result.output.count("\n") == 1, result.output
+    assert "ruff is not installed" in result.output and "Traceback" not in result.output
+    assert files_under(project) == before
+
+
 def test_dry_run_writes_nothing(project):
     before = files_under(project)
     result = invoke("new-modality", "image", "--project", project, "--dry-run")

@@ -212,9 +212,7 @@ def _modality_variant(spec: Spec) -> str:
     return "sequence" if spec.encoder.variable_length else "pretrained"
 
 
-def build_context(
-    spec: Spec, *, package: str, spec_label: str, first_party: tuple[str, ...] = ()
-) -> dict[str, Any]:
+def build_context(spec: Spec, *, package: str, spec_label: str) -> dict[str, Any]:
     """Everything the modality templates read. ``package`` is the import path of the generated
     modality package (``demo.modalities.audio``, or ``audio`` for ``--out``).
     """
@@ -250,5 +248,4 @@ def build_context(
         "test": spec.test,
         "pretrained": spec.encoder.kind == "transformers",
         "tiny_processor": spec.processor.kind == "transformers" and spec.test.processor is not None,
-        "first_party": first_party,
     }
