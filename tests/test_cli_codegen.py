@@ -104,6 +104,13 @@ def test_validate_checks_formula_names_against_the_config(tmp_path):
     result = invoke("validate", spec)
     assert result.exit_code == 1
     assert "num_embeddings: config.nope is not a field of the generated config" in result.output
+    # a str field would not fail in the generated Python, it would count wrong
+    spec.write_text(
+        builtin_specs()["audio"].read_text().replace("config.downsample_factor", "config.loader")
+    )
+    result = invoke("validate", spec)
+    assert result.exit_code == 1
+    assert "num_embeddings: config.loader is a str field, not a number" in result.output
 
 
 def test_misspelt_classes_activation_and_encoder_fields_are_caught(tmp_path, project):

@@ -31,7 +31,6 @@ def environment(root: Path | None = None) -> SandboxedEnvironment:
     )
     env.filters["py"] = py_literal
     env.filters["docline"] = docline
-    env.filters["py_long"] = py_long_string
     env.filters["wrap"] = wrap
     return env
 
@@ -52,26 +51,6 @@ def py_string(text: str) -> str:
             out.append(repr(char)[1:-1])  # \n, \t, \x00, lone surrogates ... escaped by repr
     out.append('"')
     return "".join(out)
-
-
-def py_long_string(text: str, prefix: int, width: int = 100) -> str:
-    """A string literal that starts ``prefix`` columns in: on one line when it fits ``width``,
-    else as parenthesised pieces split at spaces (ruff format keeps both as they are).
-    """
-    literal = py_string(text)
-    if prefix + len(literal) <= width:
-        return literal
-    pieces, current = [], ""
-    for word in text.split(" "):
-        candidate = f"{current} {word}" if current else word
-        if current and len(py_string(candidate)) > 60:
-            pieces.append(current + " ")
-            current = word
-        else:
-            current = candidate
-    pieces.append(current)
-    body = "".join(f"    {py_string(piece)}\n" for piece in pieces)
-    return f"(\n{body})"
 
 
 def py_literal(value: Any) -> str:
