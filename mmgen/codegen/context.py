@@ -43,14 +43,11 @@ _TEMPLATE_NAMES = {
     "NUM_EMBEDDINGS_KEY",
     "DataError",
     "encoder_width",
-    "load_encoder",
-    "load_encoder_config",
     "pad_items",
     "pretrained_path",
     "select_hidden_state",
     "temporal_pool",
     "save_tiny_model",
-    "save_tiny_processor",
     "synthetic_value",
 }
 

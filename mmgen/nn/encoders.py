@@ -82,20 +82,3 @@ def pad_items(items: list[torch.Tensor], pad_value: float = 0) -> tuple[torch.Te
         batch[i, :n] = item
         mask[i, :n] = 1
     return batch, mask
-
-
-def load_encoder(model_class: type, name_or_path: str, submodule: str | None = None) -> nn.Module:
-    """``model_class.from_pretrained(name_or_path)`` (``package:`` paths resolved), then its
-    attribute path ``submodule`` (``"encoder"`` takes Whisper's speech encoder).
-    """
-    model = model_class.from_pretrained(pretrained_path(name_or_path))
-    for name in submodule.split(".") if submodule else ():
-        model = getattr(model, name)
-    return model
-
-
-def load_encoder_config(model_class: type, name_or_path: str) -> Any:
-    """The encoder's own config (``CLIPVisionConfig`` even from a full CLIP checkpoint), read
-    without loading weights: ``num_embeddings`` formulas use its fields.
-    """
-    return model_class.config_class.from_pretrained(pretrained_path(name_or_path))
