@@ -18,7 +18,7 @@ from mmgen import (
 )
 from mmgen.modalities.audio import AudioConfig, AudioModality, AudioProcessor
 from mmgen.nn.encoders import pretrained_path
-from mmgen.testing import save_tiny_model, save_tiny_processor, synthetic_value
+from mmgen.testing import save_tiny_model, synthetic_value
 
 TINY_ENCODER = {
     "d_model": 16,
@@ -56,16 +56,13 @@ def config(tmp_path_factory: pytest.TempPathFactory) -> AudioConfig:
         folder / "encoder",
         **TINY_ENCODER,
     )
-    processor = save_tiny_processor(
-        WhisperFeatureExtractor,
-        folder / "processor",
-        **TINY_PROCESSOR,
-    )
+    processor = folder / "processor"
+    WhisperFeatureExtractor(**TINY_PROCESSOR).save_pretrained(processor)
     return AudioConfig(
         hidden_size=32,
         max_batch_size=4,
         encoder_name_or_path=encoder,
-        processor_name_or_path=processor,
+        processor_name_or_path=str(processor),
     )
 
 

@@ -104,6 +104,13 @@ def test_validate_checks_formula_names_against_the_config(tmp_path):
     result = invoke("validate", spec)
     assert result.exit_code == 1
     assert "num_embeddings: config.nope is not a field of the generated config" in result.output
+    # a str field would not fail in the generated Python, it would count wrong
+    spec.write_text(
+        builtin_specs()["audio"].read_text().replace("config.downsample_factor", "config.loader")
+    )
+    result = invoke("validate", spec)
+    assert result.exit_code == 1
+    assert "num_embeddings: config.loader is a str field, not a number" in result.output
 
 
 def test_misspelt_classes_activation_and_encoder_fields_are_caught(tmp_path, project):
@@ -174,6 +181,21 @@ def test_project_and_out_are_exclusive(tmp_path, project):
 def test_not_a_project(tmp_path):
     result = invoke("new-modality", "audio", "--project", tmp_path)
     assert result.exit_code == 1 and "no pyproject.toml" in result.output
+
+
+def test_missing_ruff_is_one_line_and_writes_nothing(project, monkeypatch):
+    from mmgen.codegen import formatting
+
+    formatting.ruff_binary.cache_clear()
+    monkeypatch.setitem(sys.modules, "ruff", None)  # `import ruff` fails as if not installed
+    before = files_under(project)
+    try:
+        result = invoke("new-modality", "ecg", "--project", project)
+    finally:
+        formatting.ruff_binary.cache_clear()
+    assert result.exit_code == 1 and result.output.count("\n") == 1, result.output
+    assert "ruff is not installed" in result.output and "Traceback" not in result.output
+    assert files_under(project) == before
 
 
 def test_dry_run_writes_nothing(project):

@@ -1,8 +1,11 @@
-"""Names, rendering filters, the sandbox, import blocks and the anchor edit."""
+"""Names, rendering filters, the sandbox, formatting with ruff and the anchor edit."""
 
 import ast
-import subprocess
+import math
+import re
 import sys
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from hypothesis import given
@@ -10,16 +13,19 @@ from hypothesis import strategies as st
 from jinja2 import UndefinedError
 from jinja2.exceptions import SecurityError
 
-from mmgen.codegen.imports import import_block
+from mmgen.codegen import formatting
+from mmgen.codegen.context import config_fields, num_embeddings_code
+from mmgen.codegen.formatting import format_python
 from mmgen.codegen.render import (
     docline,
     environment,
     insert_at_anchor,
     py_literal,
-    py_long_string,
     py_string,
 )
-from mmgen.errors import MmgenError
+from mmgen.errors import DataError, MmgenError
+from mmgen.spec.catalog import builtin_specs
+from mmgen.spec.loading import load_spec
 from mmgen.spec.names import Names
 
 
@@ -48,12 +54,6 @@ def test_py_string_round_trips_any_text(text):
     assert ast.literal_eval(literal) == text
 
 
-@given(st.text(max_size=300))
-def test_long_strings_round_trip(text):
-    literal = py_long_string(text, prefix=17)
-    assert ast.literal_eval(literal) == text
-
-
 @given(
     st.recursive(
         st.none()
@@ -64,11 +64,9 @@ def test_long_strings_round_trip(text):
         lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
         max_leaves=12,
     ),
-    st.sampled_from([None, 0, 4, 8]),
 )
-def test_py_literal_round_trips_json_values(value, indent):
-    source = py_literal(value, indent)
-    assert ast.literal_eval(source) == value
+def test_py_literal_round_trips_json_values(value):
+    assert ast.literal_eval(py_literal(value)) == value
 
 
 def test_py_literal_refuses_what_it_cannot_write():
@@ -102,31 +100,92 @@ def test_environment_is_sandboxed_and_strict():
         env.from_string("{{ missing }}").render()
 
 
-def test_import_block_sorts_like_ruff(tmp_path):
-    block = import_block(
-        "from __future__ import annotations",
-        "from typing import Any",
-        "import torch",
-        "",
-        "from transformers import WhisperModel",
-        "from mmgen import MODALITY_VALUE_KEY, AutoModality",
-        "from mmgen import BaseModality",
-        "import math",
-        "from .config import AudioConfig",
-        "from demo.modalities.audio import AudioConfig, AudioModality, AudioProcessor",
-        first_party=("demo",),
+UNSORTED = """\
+from .config import AudioConfig
+import torch
+from mmgen import BaseModality
+from typing import Any
+from demo.modalities.audio import AudioModality
+from mmgen import MODALITY_VALUE_KEY, AutoModality
+from __future__ import annotations
+import math
+
+VALUES = {"a": 1, "b": [1, 2, 3], "c": "a string to make this line wrap", "d": 4}
+print(Any, torch, math, BaseModality, MODALITY_VALUE_KEY, AutoModality, AudioModality, AudioConfig)
+"""
+
+
+def test_ruff_sorts_imports_and_formats_with_the_targets_settings(tmp_path):
+    project = tmp_path / "demo"
+    project.mkdir()
+    (project / "pyproject.toml").write_text("[tool.ruff]\nline-length = 70\n")
+    path = project / "demo" / "modalities" / "audio" / "x.py"  # not on disk yet
+    text = format_python(path, UNSORTED, first_party=("demo",))
+    assert text.startswith(
+        "from __future__ import annotations\n\n"
+        "import math\n"
+        "from typing import Any\n\n"
+        "import torch\n"
+        "from mmgen import MODALITY_VALUE_KEY, AutoModality, BaseModality\n\n"
+        "from demo.modalities.audio import AudioModality\n\n"
+        "from .config import AudioConfig\n"
     )
-    source = tmp_path / "x.py"
-    source.write_text(block + "\n\nprint(Any, torch, WhisperModel, AutoModality, math)\n")
-    ruff = [sys.executable, "-m", "ruff", "check", "--isolated", "--select", "I"]
-    first_party = ["--config", 'lint.isort.known-first-party = ["demo"]']
-    checked = subprocess.run(
-        [*ruff, *first_party, str(source)], capture_output=True, text=True, cwd=tmp_path
+    assert max(len(line) for line in text.splitlines()) <= 70  # the project's line length
+    assert format_python(path, text, first_party=("demo",)) == text  # stable, deterministic
+    assert not list(tmp_path.rglob("*.py")) and not list(tmp_path.rglob(".ruff_cache"))
+    wide = format_python(tmp_path / "elsewhere" / "x.py", UNSORTED)
+    assert 'VALUES = {"a": 1, "b": [1, 2, 3],' in wide  # ruff's default line length there
+
+
+def test_missing_ruff_is_a_one_line_error(monkeypatch):
+    formatting.ruff_binary.cache_clear()
+    monkeypatch.setitem(sys.modules, "ruff", None)  # `import ruff` fails as if not installed
+    try:
+        with pytest.raises(MmgenError, match=r"^ruff is not installed .*: pip install ruff$"):
+            format_python(Path("x.py"), "x = 1\n")
+    finally:
+        formatting.ruff_binary.cache_clear()
+
+
+def test_text_ruff_cannot_parse_is_an_error_naming_the_file(tmp_path):
+    with pytest.raises(MmgenError, match=r"x\.py: ruff .* failed on the generated file: "):
+        format_python(tmp_path / "x.py", "def broken(:\n")
+
+
+def generated_counter(formula):
+    """The ecg spec with ``formula``: its generated ``num_embeddings`` on a bare class, with
+    the ecg config's values (4 conv layers of stride 2, pairs averaged).
+    """
+    path = builtin_specs()["ecg"]
+    text = re.sub(
+        r"num_embeddings: >-\n  [^\n]*\n", f'num_embeddings: "{formula}"\n', path.read_text()
     )
-    assert checked.returncode == 0, checked.stdout
-    assert "from mmgen import MODALITY_VALUE_KEY, AutoModality, BaseModality" in block
-    with pytest.raises(ValueError):
-        import_block("print('hi')")
+    spec = load_spec(path, text)
+    count = num_embeddings_code(spec, config_fields(spec))
+    method = environment().get_template("modality/_num_embeddings.jinja").render(count=count)
+    assert count["expression"] in method and "formula import" not in method
+    namespace = {"math": math, "torch": SimpleNamespace(Tensor=object), "DataError": DataError}
+    exec("class Counter:\n" + method, namespace)  # the method exactly as generated
+    counter = namespace["Counter"]()
+    counter.config = SimpleNamespace(downsample_factor=2, encoder_options=spec.encoder.options)
+    return counter
+
+
+def test_generated_count_is_plain_python_checked_for_positive_whole_numbers():
+    def count(counter, length):
+        return counter.num_embeddings(SimpleNamespace(shape=(1, length)))
+
+    ecg = generated_counter(
+        "ceil(shape[-1] / encoder.stride ** encoder.layers / config.downsample_factor)"
+    )
+    assert count(ecg, 2500) == 79 and isinstance(count(ecg, 2500), int)
+    with pytest.raises(DataError, match="num_embeddings gave 0: not a positive number"):
+        count(ecg, 0)
+    exact = generated_counter("shape[-1] / 7")
+    assert count(exact, 14) == 2 and isinstance(count(exact, 14), int)
+    for length in (10, 0):
+        with pytest.raises(DataError, match="not a positive whole number"):
+            count(exact, length)
 
 
 ANCHOR = "# anchor"

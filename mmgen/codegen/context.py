@@ -5,10 +5,11 @@ so each template stays a small, straight file.
 
 from __future__ import annotations
 
+import ast
 from dataclasses import dataclass
 from typing import Any
 
-from mmgen.spec.formula import parse
+from mmgen.spec.formula import parse, to_python
 from mmgen.spec.schema import Spec
 
 BUILTIN_ENCODERS = {
@@ -42,17 +43,17 @@ _TEMPLATE_NAMES = {
     "NUM_EMBEDDINGS_KEY",
     "DataError",
     "encoder_width",
-    "evaluate",
     "load_encoder",
-    "load_encoder_config",
     "pad_items",
     "pretrained_path",
     "select_hidden_state",
     "temporal_pool",
     "save_tiny_model",
-    "save_tiny_processor",
     "synthetic_value",
 }
+
+# config fields a formula may read: in plain Python a str or bool field would count wrong, not fail
+_NUMBERS = {"int", "int | None", "float"}
 
 
 @dataclass(frozen=True)
@@ -147,32 +148,51 @@ def config_fields(spec: Spec) -> list[ConfigField]:
 
 
 def num_embeddings_code(spec: Spec, fields: list[ConfigField]) -> dict[str, Any]:
-    """How the generated processor counts embeddings: a fixed number, or the spec's formula
-    kept as a string and evaluated by ``mmgen.spec.formula.evaluate`` with the values it names.
+    """How the generated processor counts embeddings: a fixed number, or the spec's checked
+    formula written as a Python expression over the processor's own values (``to_python``).
     """
     if isinstance(spec.num_embeddings, int):
-        return {"fixed": spec.num_embeddings, "formula": None, "arguments": []}
+        fixed = {"fixed": spec.num_embeddings, "formula": None, "expression": None}
+        return {**fixed, "whole": True, "uses_math": False, "reads_encoder_config": False}
     formula = parse(spec.num_embeddings)
-    known = {f.name for f in fields}
-    for name in sorted(formula.config_fields - known):
-        raise spec.error(
-            ("num_embeddings",),
-            f"config.{name} is not a field of the generated config ({', '.join(sorted(known))})",
-        )
+    known = {f.name: f for f in fields}
+    for name in sorted(formula.config_fields):
+        if name not in known:
+            listed = ", ".join(sorted(known))
+            message = f"config.{name} is not a field of the generated config ({listed})"
+            raise spec.error(("num_embeddings",), message)
+        if known[name].annotation not in _NUMBERS:
+            message = f"config.{name} is a {known[name].annotation} field, not a number"
+            raise spec.error(("num_embeddings",), message)
     hf = spec.encoder.kind == "transformers"
     if not hf:
-        for name in sorted(formula.encoder_fields - set(spec.encoder.options)):
-            raise spec.error(("num_embeddings",), f"encoder.{name} is not in encoder.options")
-    arguments = []
-    if formula.uses_shape:
-        arguments.append(("shape", "value.shape"))
-    if formula.encoder_fields:
-        arguments.append(
-            ("encoder", "self.encoder_config" if hf else "self.config.encoder_options")
-        )
-    if formula.config_fields:
-        arguments.append(("config", "self.config"))
-    return {"fixed": None, "formula": formula.source, "arguments": arguments}
+        for name in sorted(formula.encoder_fields):
+            if name not in spec.encoder.options:
+                raise spec.error(("num_embeddings",), f"encoder.{name} is not in encoder.options")
+            value = spec.encoder.options[name]
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                message = f"encoder.{name} is {value!r} in encoder.options, not a number"
+                raise spec.error(("num_embeddings",), message)
+    expression = to_python(
+        formula,
+        shape="value.shape",
+        encoder="self.encoder_config" if hf else "self.config.encoder_options",
+        config="self.config",
+        keyed=() if hf else ("encoder",),
+    )
+    top = formula.tree.body
+    # ceil, floor, int and one-argument round always give an int: no whole-number check needed
+    whole = isinstance(top, ast.Call) and (
+        top.func.id in ("ceil", "floor", "int") or (top.func.id == "round" and len(top.args) == 1)
+    )
+    return {
+        "fixed": None,
+        "formula": formula.source,
+        "expression": expression,
+        "whole": whole,
+        "uses_math": bool(formula.functions & {"ceil", "floor"}),
+        "reads_encoder_config": hf and bool(formula.encoder_fields),
+    }
 
 
 def processor_attribute(class_name: str) -> str:
@@ -212,9 +232,7 @@ def _modality_variant(spec: Spec) -> str:
     return "sequence" if spec.encoder.variable_length else "pretrained"
 
 
-def build_context(
-    spec: Spec, *, package: str, spec_label: str, first_party: tuple[str, ...] = ()
-) -> dict[str, Any]:
+def build_context(spec: Spec, *, package: str, spec_label: str) -> dict[str, Any]:
     """Everything the modality templates read. ``package`` is the import path of the generated
     modality package (``demo.modalities.audio``, or ``audio`` for ``--out``).
     """
@@ -241,7 +259,7 @@ def build_context(
         "encoder": encoder,
         "processor": processor,
         "count": count,
-        "reads_encoder_config": ("encoder", "self.encoder_config") in count["arguments"],
+        "reads_encoder_config": count["reads_encoder_config"],
         "spec_loader_name": spec.loader_name,
         "loader_options": dict(spec.loader.options),
         "processor_attribute": processor_attribute(processor.name) if processor else None,
@@ -250,5 +268,4 @@ def build_context(
         "test": spec.test,
         "pretrained": spec.encoder.kind == "transformers",
         "tiny_processor": spec.processor.kind == "transformers" and spec.test.processor is not None,
-        "first_party": first_party,
     }

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from mmgen.codegen.context import build_context, modality_templates
+from mmgen.codegen.formatting import format_python
 from mmgen.codegen.plan import Plan, plan_files
 from mmgen.codegen.project import ANCHOR, Target
 from mmgen.codegen.render import docline, insert_at_anchor, render
@@ -19,18 +20,17 @@ def spec_label(spec: Spec, builtin: bool) -> str:
 
 
 def render_modality(spec: Spec, target: Target, label: str) -> dict[Path, str]:
-    """Every generated file of the modality (path -> text), nothing written."""
+    """Every generated file of the modality (path -> text, formatted by ruff), nothing written."""
     names = spec.names
-    context = build_context(
-        spec, package=target.module(names), spec_label=label, first_party=target.first_party(names)
-    )
+    context = build_context(spec, package=target.module(names), spec_label=label)
     folder = target.modalities_dir / names.snake
-    files = {
-        folder / name: render(template, context)
-        for name, template in modality_templates(spec).items()
+    templates = {folder / name: template for name, template in modality_templates(spec).items()}
+    templates[target.tests_dir / f"test_{names.snake}.py"] = "modality/test.py.jinja"
+    first_party = target.first_party(names)
+    return {
+        path: format_python(path, render(template, context), first_party)
+        for path, template in templates.items()
     }
-    files[target.tests_dir / f"test_{names.snake}.py"] = render("modality/test.py.jinja", context)
-    return files
 
 
 def plan_modality(spec: Spec, target: Target, *, label: str, force: bool = False) -> Plan:

@@ -40,7 +40,8 @@ class Target:
 
     def first_party(self, names: Names) -> tuple[str, ...]:
         """Modules ruff sorts as first-party here: the ones at the root (ruff's default ``src``),
-        the project's package, and the generated package itself.
+        the project's package, and the generated package itself (not on disk before the first
+        write, so ruff cannot find it alone).
         """
         local = {p.stem for p in self.root.glob("*.py")}
         folders = self.root.iterdir() if self.root.is_dir() else ()

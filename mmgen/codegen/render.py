@@ -16,11 +16,8 @@ from typing import Any
 from jinja2 import FileSystemLoader, StrictUndefined
 from jinja2.sandbox import SandboxedEnvironment
 
-from mmgen.codegen.imports import import_block
 from mmgen.errors import MmgenError
 from mmgen.resources import templates_dir
-
-_INLINE_WIDTH = 56  # literals longer than this are written one item per line (format-stable)
 
 
 def environment(root: Path | None = None) -> SandboxedEnvironment:
@@ -34,9 +31,7 @@ def environment(root: Path | None = None) -> SandboxedEnvironment:
     )
     env.filters["py"] = py_literal
     env.filters["docline"] = docline
-    env.filters["py_long"] = py_long_string
     env.filters["wrap"] = wrap
-    env.globals["import_block"] = import_block
     return env
 
 
@@ -58,31 +53,8 @@ def py_string(text: str) -> str:
     return "".join(out)
 
 
-def py_long_string(text: str, prefix: int, width: int = 100) -> str:
-    """A string literal that starts ``prefix`` columns in: on one line when it fits ``width``,
-    else as parenthesised pieces split at spaces (ruff format keeps both as they are).
-    """
-    literal = py_string(text)
-    if prefix + len(literal) <= width:
-        return literal
-    pieces, current = [], ""
-    for word in text.split(" "):
-        candidate = f"{current} {word}" if current else word
-        if current and len(py_string(candidate)) > 60:
-            pieces.append(current + " ")
-            current = word
-        else:
-            current = candidate
-    pieces.append(current)
-    body = "".join(f"    {py_string(piece)}\n" for piece in pieces)
-    return f"(\n{body})"
-
-
-def py_literal(value: Any, indent: int | None = None) -> str:
-    """A Python literal for a JSON-like value. With ``indent`` (the column of the line the
-    literal starts on), a long list or dict is written one item per line with a trailing comma,
-    which ruff format keeps as it is at any line length.
-    """
+def py_literal(value: Any) -> str:
+    """A Python literal for a JSON-like value (ruff format lays out the long ones)."""
     if value is None or isinstance(value, bool):
         return repr(value)
     if isinstance(value, int):
@@ -93,24 +65,11 @@ def py_literal(value: Any, indent: int | None = None) -> str:
         return repr(value)
     if isinstance(value, str):
         return py_string(value)
-    if isinstance(value, (list, tuple, dict)):
-        items = (
-            [f"{py_string(str(k))}: {py_literal(v)}" for k, v in value.items()]
-            if isinstance(value, dict)
-            else [py_literal(v) for v in value]
-        )
-        opening, closing = ("{", "}") if isinstance(value, dict) else ("[", "]")
-        inline = opening + ", ".join(items) + closing
-        if indent is None or len(inline) <= _INLINE_WIDTH or not items:
-            return inline
-        if isinstance(value, dict):
-            items = [f"{py_string(str(k))}: {py_literal(v, indent + 4)}" for k, v in value.items()]
-        else:
-            items = [py_literal(v, indent + 4) for v in value]
-        pad = " " * (indent + 4)
-        return (
-            opening + "\n" + "".join(f"{pad}{item},\n" for item in items) + " " * indent + closing
-        )
+    if isinstance(value, dict):
+        items = (f"{py_string(str(k))}: {py_literal(v)}" for k, v in value.items())
+        return "{" + ", ".join(items) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(py_literal(v) for v in value) + "]"
     raise MmgenError(f"a {type(value).__name__} cannot be written into generated code")
 
 

@@ -101,10 +101,3 @@ def load_encoder(model_class: type, name_or_path: str, submodule: str | None = N
     for name in submodule.split(".") if submodule else ():
         model = getattr(model, name)
     return model
-
-
-def load_encoder_config(model_class: type, name_or_path: str) -> Any:
-    """The encoder's own config (``CLIPVisionConfig`` even from a full CLIP checkpoint), read
-    without loading weights: ``num_embeddings`` formulas use its fields.
-    """
-    return model_class.config_class.from_pretrained(pretrained_path(name_or_path))

@@ -1,10 +1,12 @@
 """A tiny, safe arithmetic language for a spec's ``num_embeddings`` formula.
 
 A spec is data, never code: a formula is parsed with :mod:`ast` and every node is checked
-against a whitelist before anything else happens. Nothing is ever passed to ``eval``; the tree is
-only ever walked by :func:`evaluate`.
-
-Generated processors keep the formula as a string and call :func:`evaluate` on each item.
+against a whitelist before anything else happens. mmgen never evaluates it: at generation time
+:func:`to_python` writes the checked tree as one plain Python expression over the generated
+processor's own values
+(``math.ceil(self.encoder_config.max_source_positions / self.config.downsample_factor)``), so the
+count is ordinary code that users can read, step through and edit. Every name in the language
+means what it means in Python, so the count is the formula's value under Python arithmetic.
 
 The language: integers and floats, ``+ - * / // % **``, unary minus, parentheses, the functions
 ``ceil floor min max round int``, and three names:
@@ -12,38 +14,33 @@ The language: integers and floats, ``+ - * / // % **``, unary minus, parentheses
 - ``shape``: the processed tensor's shape; only ``shape[i]`` with a literal integer ``i``;
 - ``encoder.<field>``: a field of the encoder's config (``encoder.image_size``);
 - ``config.<field>``: a field of the generated modality config (``config.downsample_factor``).
+
+The exponent of ``**`` is a number literal of at most 64 (``** 2``) or one ``encoder.<field>`` or
+``config.<field>`` (``encoder.stride ** encoder.layers``): a power of the data (``2 ** shape[0]``)
+or of a power (``2 ** 10 ** 10``) could take unbounded time and memory in the generated code,
+where nothing checks it at run time.
 """
 
 from __future__ import annotations
 
 import ast
 import functools
-import math
-import operator
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Collection
 from dataclasses import dataclass
-from typing import Any
 
-FUNCTIONS: dict[str, Callable[..., Any]] = {
-    "ceil": math.ceil,
-    "floor": math.floor,
-    "min": min,
-    "max": max,
-    "round": round,
-    "int": int,
+# each function of the language and how to_python writes it (`import math` for ceil and floor)
+FUNCTIONS = {
+    "ceil": "math.ceil",
+    "floor": "math.floor",
+    "min": "min",
+    "max": "max",
+    "round": "round",
+    "int": "int",
 }
 NAMESPACES = ("encoder", "config")
-_BINARY: dict[type, Callable[[Any, Any], Any]] = {
-    ast.Add: operator.add,
-    ast.Sub: operator.sub,
-    ast.Mult: operator.mul,
-    ast.Div: operator.truediv,
-    ast.FloorDiv: operator.floordiv,
-    ast.Mod: operator.mod,
-    ast.Pow: operator.pow,
-}
+_BINARY = (ast.Add, ast.Sub, ast.Mult, ast.Div, ast.FloorDiv, ast.Mod, ast.Pow)
 _MAX_LENGTH = 200
-_MAX_POWER = 64  # keeps `2 ** 10 ** 10` from hanging the validator
+_MAX_POWER = 64  # keeps `2 ** 100000` from hanging the generated code
 
 
 class FormulaError(ValueError):
@@ -92,6 +89,8 @@ def _check(node: ast.AST, found: dict[str, set[str]]) -> None:
     elif isinstance(node, ast.BinOp):
         if type(node.op) not in _BINARY:
             raise FormulaError(f"operator {type(node.op).__name__} is not allowed")
+        if isinstance(node.op, ast.Pow):
+            _check_exponent(node.right)
         _check(node.left, found)
         _check(node.right, found)
     elif isinstance(node, ast.UnaryOp):
@@ -133,64 +132,64 @@ def _check(node: ast.AST, found: dict[str, set[str]]) -> None:
         raise FormulaError(f"{type(node).__name__} is not allowed in a formula")
 
 
-def evaluate(
+def _check_exponent(node: ast.AST) -> None:
+    bare = node.operand if isinstance(node, ast.UnaryOp) else node
+    if isinstance(bare, ast.Attribute):
+        return  # a configured value (encoder.layers), trusted as the config itself is
+    if not (isinstance(bare, ast.Constant) and type(bare.value) in (int, float)):
+        raise FormulaError(
+            "the exponent of ** must be a number or one encoder.<field> or config.<field>"
+        )
+    if abs(bare.value) > _MAX_POWER:
+        raise FormulaError(f"exponent {bare.value} is too large (at most {_MAX_POWER})")
+
+
+def to_python(
     formula: Formula | str,
     *,
-    shape: Sequence[int] = (),
-    encoder: Mapping[str, Any] | object | None = None,
-    config: Mapping[str, Any] | object | None = None,
-) -> int:
-    """Walk the checked tree with the given values; the result must be a whole number.
+    shape: str = "shape",
+    encoder: str = "encoder",
+    config: str = "config",
+    keyed: Collection[str] = (),
+) -> str:
+    """The checked formula as one Python expression with the same value.
 
-    ``encoder`` and ``config`` may be mappings or objects (a transformers config): fields are
-    looked up by key or, failing that, as public attributes.
+    ``shape``, ``encoder`` and ``config`` are the Python expressions the three names stand for
+    where the result is pasted (``value.shape``, ``self.encoder_config``, ``self.config``); the
+    namespaces named in ``keyed`` are mappings, read as ``options["field"]``. ``ceil`` and
+    ``floor`` become ``math.ceil`` and ``math.floor``: the caller imports ``math``. Only the
+    whitelisted tree is written, rebuilt node by node, and ``ast.unparse`` puts back exactly
+    the parentheses the precedence needs.
     """
     formula = parse(formula) if isinstance(formula, str) else formula
-    scopes = {"encoder": encoder, "config": config}
-    value = _eval(formula.tree.body, tuple(shape), scopes)
-    if isinstance(value, float):
-        if not value.is_integer():
-            raise FormulaError(f"{formula.source!r} gave {value}, not a whole number")
-        value = int(value)
-    return value
+    where = {"shape": shape, "encoder": encoder, "config": config}
+    return ast.unparse(_to_ast(formula.tree.body, where, frozenset(keyed)))
 
 
-def _field(scope: Any, namespace: str, name: str) -> Any:
-    if isinstance(scope, Mapping):
-        if name not in scope:
-            raise FormulaError(f"{namespace}.{name} is not known here")
-        value = scope[name]
-    elif scope is not None and hasattr(scope, name):
-        value = getattr(scope, name)  # name is public (checked by parse): no dunder reach
-    else:
-        raise FormulaError(f"{namespace}.{name} is not known here")
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return value
-    raise FormulaError(f"{namespace}.{name} is {value!r}, not a number")
+def _expression(source: str) -> ast.expr:
+    try:
+        return ast.parse(source, mode="eval").body
+    except SyntaxError:
+        raise ValueError(f"{source!r} is not a Python expression") from None
 
 
-def _eval(node: ast.AST, shape: tuple[int, ...], scopes: dict[str, Any]) -> Any:
+def _to_ast(node: ast.AST, where: dict[str, str], keyed: frozenset[str]) -> ast.expr:
     if isinstance(node, ast.Constant):
-        return node.value
+        return ast.Constant(node.value)
     if isinstance(node, ast.BinOp):
-        left, right = _eval(node.left, shape, scopes), _eval(node.right, shape, scopes)
-        if isinstance(node.op, ast.Pow) and abs(right) > _MAX_POWER:
-            raise FormulaError(f"exponent {right} is too large")
-        try:
-            return _BINARY[type(node.op)](left, right)
-        except ZeroDivisionError:
-            raise FormulaError("division by zero") from None
+        left, right = _to_ast(node.left, where, keyed), _to_ast(node.right, where, keyed)
+        return ast.BinOp(left, node.op, right)
     if isinstance(node, ast.UnaryOp):
-        operand = _eval(node.operand, shape, scopes)
-        return -operand if isinstance(node.op, ast.USub) else operand
+        return ast.UnaryOp(node.op, _to_ast(node.operand, where, keyed))
     if isinstance(node, ast.Attribute):
-        return _field(scopes[node.value.id], node.value.id, node.attr)
+        scope = _expression(where[node.value.id])
+        if node.value.id in keyed:
+            return ast.Subscript(scope, ast.Constant(node.attr), ast.Load())
+        return ast.Attribute(scope, node.attr, ast.Load())
     if isinstance(node, ast.Subscript):
-        index = ast.literal_eval(node.slice)
-        try:
-            return shape[index]
-        except IndexError:
-            raise FormulaError(f"shape[{index}] is out of range for shape {shape}") from None
+        index = ast.Constant(ast.literal_eval(node.slice))
+        return ast.Subscript(_expression(where["shape"]), index, ast.Load())
     if isinstance(node, ast.Call):
-        return FUNCTIONS[node.func.id](*(_eval(a, shape, scopes) for a in node.args))
+        function = _expression(FUNCTIONS[node.func.id])
+        return ast.Call(function, [_to_ast(a, where, keyed) for a in node.args], [])
     raise FormulaError(f"{type(node).__name__} is not allowed in a formula")  # unreachable

@@ -25,6 +25,7 @@ class AudioModality(BaseModality):
 
     def __init__(self, config: AudioConfig) -> None:
         super().__init__(config)
+        # load_encoder also reads the copy a saved modality keeps (its assets/ folder)
         self.encoder = load_encoder(
             WhisperModel,
             config.encoder_name_or_path,
@@ -45,6 +46,7 @@ class AudioModality(BaseModality):
             self.freeze_modality_embedder()
         if not config.train_projector:
             self.freeze_projection()
+        self.post_init()  # transformers' bookkeeping and the projector's initialization
 
     def forward(self, inputs: list[torch.Tensor]) -> torch.Tensor:
         """``B`` processed items of one shape -> ``(B, num_embeddings, hidden_size)``."""

@@ -3,19 +3,17 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
 from transformers import WhisperFeatureExtractor, WhisperModel
 
 from mmgen import MODALITY_VALUE_KEY, NUM_EMBEDDINGS_KEY, BaseModalityProcessor
-from mmgen.nn.encoders import load_encoder_config, pretrained_path
-from mmgen.spec.formula import evaluate
+from mmgen.errors import DataError
+from mmgen.nn.encoders import pretrained_path
 
 from .config import AudioConfig
-
-# the spec's num_embeddings formula, evaluated by mmgen's safe arithmetic evaluator
-NUM_EMBEDDINGS = "ceil(encoder.max_source_positions / config.downsample_factor)"
 
 # keyword arguments of every processor call
 CALL_OPTIONS: dict[str, Any] = {"sampling_rate": 16000}
@@ -28,11 +26,9 @@ class AudioProcessor(BaseModalityProcessor):
         super().__init__(config)
         path = pretrained_path(config.processor_name_or_path)
         self.feature_extractor = WhisperFeatureExtractor.from_pretrained(path)
-        # num_embeddings depends on the encoder's architecture, read from its config
-        self.encoder_config = load_encoder_config(
-            WhisperModel,
-            config.encoder_name_or_path,
-        )
+        # num_embeddings depends on the encoder's architecture: its config, not its weights
+        encoder_path = pretrained_path(config.encoder_name_or_path)
+        self.encoder_config = WhisperModel.config_class.from_pretrained(encoder_path)
 
     def process(self, modality: dict[str, Any]) -> dict[str, Any]:
         outputs = self.feature_extractor(
@@ -48,9 +44,10 @@ class AudioProcessor(BaseModalityProcessor):
         }
 
     def num_embeddings(self, value: torch.Tensor) -> int:
-        """Rows the modality emits for ``value`` (NUM_EMBEDDINGS)."""
-        return evaluate(
-            NUM_EMBEDDINGS,
-            encoder=self.encoder_config,
-            config=self.config,
-        )
+        """Rows the modality emits for ``value``, by the spec's num_embeddings formula:
+        ceil(encoder.max_source_positions / config.downsample_factor)
+        """
+        count = math.ceil(self.encoder_config.max_source_positions / self.config.downsample_factor)
+        if count < 1:
+            raise DataError(f"num_embeddings gave {count}: not a positive number")
+        return count

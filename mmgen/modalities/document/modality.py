@@ -10,12 +10,7 @@ from transformers import BertModel
 
 from mmgen import AutoModality, BaseModality, MLPProjector
 from mmgen.nn.downsample import TokenDownsample
-from mmgen.nn.encoders import (
-    encoder_width,
-    load_encoder,
-    pad_items,
-    select_hidden_state,
-)
+from mmgen.nn.encoders import encoder_width, load_encoder, pad_items, select_hidden_state
 
 from .config import DocumentConfig
 from .processor import DocumentProcessor
@@ -30,7 +25,11 @@ class DocumentModality(BaseModality):
 
     def __init__(self, config: DocumentConfig) -> None:
         super().__init__(config)
-        self.encoder = load_encoder(BertModel, config.encoder_name_or_path)
+        # load_encoder also reads the copy a saved modality keeps (its assets/ folder)
+        self.encoder = load_encoder(
+            BertModel,
+            config.encoder_name_or_path,
+        )
         self.downsample = TokenDownsample(
             config.downsample_mode,
             config.downsample_factor,
@@ -46,6 +45,7 @@ class DocumentModality(BaseModality):
             self.freeze_modality_embedder()
         if not config.train_projector:
             self.freeze_projection()
+        self.post_init()  # transformers' bookkeeping and the projector's initialization
 
     def forward(self, inputs: list[torch.Tensor]) -> list[torch.Tensor]:
         """``B`` sequences of any lengths -> ``B`` tensors ``(num_embeddings_i, hidden)``."""

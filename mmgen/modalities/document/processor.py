@@ -3,19 +3,17 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
 from transformers import AutoTokenizer
 
 from mmgen import MODALITY_VALUE_KEY, NUM_EMBEDDINGS_KEY, BaseModalityProcessor
+from mmgen.errors import DataError
 from mmgen.nn.encoders import pretrained_path
-from mmgen.spec.formula import evaluate
 
 from .config import DocumentConfig
-
-# the spec's num_embeddings formula, evaluated by mmgen's safe arithmetic evaluator
-NUM_EMBEDDINGS = "ceil(shape[0] / config.downsample_factor)"
 
 # keyword arguments of every processor call
 CALL_OPTIONS: dict[str, Any] = {"truncation": True, "max_length": 256}
@@ -43,9 +41,10 @@ class DocumentProcessor(BaseModalityProcessor):
         }
 
     def num_embeddings(self, value: torch.Tensor) -> int:
-        """Rows the modality emits for ``value`` (NUM_EMBEDDINGS)."""
-        return evaluate(
-            NUM_EMBEDDINGS,
-            shape=value.shape,
-            config=self.config,
-        )
+        """Rows the modality emits for ``value``, by the spec's num_embeddings formula:
+        ceil(shape[0] / config.downsample_factor)
+        """
+        count = math.ceil(value.shape[0] / self.config.downsample_factor)
+        if count < 1:
+            raise DataError(f"num_embeddings gave {count}: not a positive number")
+        return count

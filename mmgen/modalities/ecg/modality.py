@@ -41,6 +41,7 @@ class EcgModality(BaseModality):
             self.freeze_modality_embedder()
         if not config.train_projector:
             self.freeze_projection()
+        self.post_init()  # transformers' bookkeeping and the projector's initialization
 
     def forward(self, inputs: list[torch.Tensor]) -> torch.Tensor:
         """``B`` processed items of one shape -> ``(B, num_embeddings, hidden_size)``."""

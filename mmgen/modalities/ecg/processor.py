@@ -5,18 +5,16 @@ embeddings.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
 
 from mmgen import MODALITY_VALUE_KEY, NUM_EMBEDDINGS_KEY, BaseModalityProcessor
+from mmgen.errors import DataError
 from mmgen.nn.preprocess import SignalPreprocessor
-from mmgen.spec.formula import evaluate
 
 from .config import EcgConfig
-
-# the spec's num_embeddings formula, evaluated by mmgen's safe arithmetic evaluator
-NUM_EMBEDDINGS = "ceil(shape[-1] / encoder.stride ** encoder.layers / config.downsample_factor)"
 
 
 class EcgProcessor(BaseModalityProcessor):
@@ -42,10 +40,15 @@ class EcgProcessor(BaseModalityProcessor):
         }
 
     def num_embeddings(self, value: torch.Tensor) -> int:
-        """Rows the modality emits for ``value`` (NUM_EMBEDDINGS)."""
-        return evaluate(
-            NUM_EMBEDDINGS,
-            shape=value.shape,
-            encoder=self.config.encoder_options,
-            config=self.config,
+        """Rows the modality emits for ``value``, by the spec's num_embeddings formula:
+        ceil(shape[-1] / encoder.stride ** encoder.layers /
+        config.downsample_factor)
+        """
+        count = math.ceil(
+            value.shape[-1]
+            / self.config.encoder_options["stride"] ** self.config.encoder_options["layers"]
+            / self.config.downsample_factor
         )
+        if count < 1:
+            raise DataError(f"num_embeddings gave {count}: not a positive number")
+        return count

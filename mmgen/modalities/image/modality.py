@@ -25,7 +25,11 @@ class ImageModality(BaseModality):
 
     def __init__(self, config: ImageConfig) -> None:
         super().__init__(config)
-        self.encoder = load_encoder(CLIPVisionModel, config.encoder_name_or_path)
+        # load_encoder also reads the copy a saved modality keeps (its assets/ folder)
+        self.encoder = load_encoder(
+            CLIPVisionModel,
+            config.encoder_name_or_path,
+        )
         self.downsample = TokenDownsample(
             config.downsample_mode,
             config.downsample_factor,
@@ -41,6 +45,7 @@ class ImageModality(BaseModality):
             self.freeze_modality_embedder()
         if not config.train_projector:
             self.freeze_projection()
+        self.post_init()  # transformers' bookkeeping and the projector's initialization
 
     def forward(self, inputs: list[torch.Tensor]) -> torch.Tensor:
         """``B`` processed items of one shape -> ``(B, num_embeddings, hidden_size)``."""

@@ -3,19 +3,17 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
 from transformers import CLIPImageProcessor, CLIPVisionModel
 
 from mmgen import MODALITY_VALUE_KEY, NUM_EMBEDDINGS_KEY, BaseModalityProcessor
-from mmgen.nn.encoders import load_encoder_config, pretrained_path
-from mmgen.spec.formula import evaluate
+from mmgen.errors import DataError
+from mmgen.nn.encoders import pretrained_path
 
 from .config import ImageConfig
-
-# the spec's num_embeddings formula, evaluated by mmgen's safe arithmetic evaluator
-NUM_EMBEDDINGS = "ceil((encoder.image_size // encoder.patch_size) ** 2 / config.downsample_factor)"
 
 # keyword arguments of every processor call
 CALL_OPTIONS: dict[str, Any] = {}
@@ -28,11 +26,9 @@ class ImageProcessor(BaseModalityProcessor):
         super().__init__(config)
         path = pretrained_path(config.processor_name_or_path)
         self.image_processor = CLIPImageProcessor.from_pretrained(path)
-        # num_embeddings depends on the encoder's architecture, read from its config
-        self.encoder_config = load_encoder_config(
-            CLIPVisionModel,
-            config.encoder_name_or_path,
-        )
+        # num_embeddings depends on the encoder's architecture: its config, not its weights
+        encoder_path = pretrained_path(config.encoder_name_or_path)
+        self.encoder_config = CLIPVisionModel.config_class.from_pretrained(encoder_path)
 
     def process(self, modality: dict[str, Any]) -> dict[str, Any]:
         outputs = self.image_processor(
@@ -48,9 +44,14 @@ class ImageProcessor(BaseModalityProcessor):
         }
 
     def num_embeddings(self, value: torch.Tensor) -> int:
-        """Rows the modality emits for ``value`` (NUM_EMBEDDINGS)."""
-        return evaluate(
-            NUM_EMBEDDINGS,
-            encoder=self.encoder_config,
-            config=self.config,
+        """Rows the modality emits for ``value``, by the spec's num_embeddings formula:
+        ceil((encoder.image_size // encoder.patch_size) ** 2 /
+        config.downsample_factor)
+        """
+        count = math.ceil(
+            (self.encoder_config.image_size // self.encoder_config.patch_size) ** 2
+            / self.config.downsample_factor
         )
+        if count < 1:
+            raise DataError(f"num_embeddings gave {count}: not a positive number")
+        return count

@@ -25,7 +25,11 @@ class VideoModality(BaseModality):
 
     def __init__(self, config: VideoConfig) -> None:
         super().__init__(config)
-        self.encoder = load_encoder(CLIPVisionModel, config.encoder_name_or_path)
+        # load_encoder also reads the copy a saved modality keeps (its assets/ folder)
+        self.encoder = load_encoder(
+            CLIPVisionModel,
+            config.encoder_name_or_path,
+        )
         self.downsample = TokenDownsample(
             config.downsample_mode,
             config.downsample_factor,
@@ -41,6 +45,7 @@ class VideoModality(BaseModality):
             self.freeze_modality_embedder()
         if not config.train_projector:
             self.freeze_projection()
+        self.post_init()  # transformers' bookkeeping and the projector's initialization
 
     def forward(self, inputs: list[torch.Tensor]) -> torch.Tensor:
         """``B`` clips of ``T`` frames -> ``(B, ceil(T / temporal_pool) * rows, hidden_size)``."""
