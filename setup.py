@@ -10,7 +10,6 @@ Environment switches (read in this file):
   MAX_JOBS           parallel compile jobs (read by torch's ninja build).
 """
 
-import datetime
 import json
 import os
 import shutil
@@ -64,8 +63,7 @@ def write_build_info(with_cuda: bool, arch: str) -> Path:
         "cuda_version": torch.version.cuda if with_cuda else None,
         "cuda_arch": arch if with_cuda else None,
         "debug": os.environ.get("MMGEN_DEBUG") == "1",
-        "source_hash": source_hash(ROOT),
-        "built_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "source_hash": source_hash(ROOT),  # no build time: the header would change every build
     }
     out = ROOT / "build" / "generated"
     (out / "mmgen").mkdir(parents=True, exist_ok=True)

@@ -332,3 +332,29 @@ def test_project_is_found_from_a_subfolder(project, monkeypatch):
     result = invoke("new-modality", "ecg")
     assert result.exit_code == 0, result.output
     assert (project / "tests" / "test_ecg.py").is_file()
+
+
+def test_validate_reports_every_problem_of_every_check_in_one_run(tmp_path):
+    """Reference checks (transformers names) and generation checks (formula fields of the
+    generated config, class-name clashes) together, each formula field with a suggestion."""
+    text = builtin_specs()["image"].read_text()
+    typos = {
+        "class: transformers.CLIPVisionModel": "class: transformers.CLIPVisionModle",
+        "config.downsample_factor": "config.downsample_facter",
+    }
+    for right, wrong in typos.items():
+        assert right in text
+        text = text.replace(right, wrong)
+    spec = tmp_path / "image.yaml"
+    spec.write_text(text)
+    result = invoke("validate", spec)
+    assert result.exit_code == 1
+    errors = result.output.splitlines()
+    assert len(errors) == 2, errors
+    assert "encoder.class: transformers has no class 'CLIPVisionModle'; did you mean" in (
+        result.output
+    )
+    assert (
+        "num_embeddings: config.downsample_facter is not a field of the generated config;"
+        " did you mean 'downsample_factor'?" in result.output
+    )

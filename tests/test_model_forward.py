@@ -248,3 +248,15 @@ def test_model_built_from_config_with_llm_path(tmp_path, model_clip_dir):
     )
     assert isinstance(model.modalities["image"], ImageModality)
     assert model.config.modalities["image"] is model.modalities["image"].config
+
+
+def test_config_refuses_unknown_arguments(model_clip_dir):
+    image = image_config(model_clip_dir).to_dict()
+    with pytest.raises(
+        ConfigError, match="unknown argument 'llm_config'; did you mean 'text_config'"
+    ):
+        MultimodalConfig(llm_config={"model_type": "llama"}, modalities={"image": image})
+    with pytest.raises(
+        ConfigError, match="unknown argument 'modalitys'; did you mean 'modalities'"
+    ):
+        MultimodalConfig(modalitys={"image": image})

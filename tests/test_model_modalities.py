@@ -117,3 +117,18 @@ def test_loading_rejects_wrong_weights(tmp_path, model_clip_dir):
     other = image_config(model_clip_dir, hidden_size=LLM_HIDDEN * 2)
     with pytest.raises(RuntimeError, match=r"size mismatch|Missing|Unexpected"):
         ImageModality.from_pretrained(tmp_path / "a", config=other)
+
+
+def test_unknown_loading_and_saving_options_are_type_errors(tmp_path, model_clip_dir):
+    from mmgen import MultimodalModel
+
+    modality = ImageModality(image_config(model_clip_dir))
+    with pytest.raises(TypeError, match="unexpected keyword argument 'max_shard_size'"):
+        modality.save_pretrained(tmp_path / "a", max_shard_size="1GB")
+    modality.save_pretrained(tmp_path / "a")
+    with pytest.raises(TypeError, match="unexpected keyword argument 'dtpye'"):
+        ImageModality.from_pretrained(tmp_path / "a", dtpye=torch.float16)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'low_cpu_mem'"):
+        MultimodalModel.from_pretrained(tmp_path / "a", low_cpu_mem=True)
+    # what transformers' AutoModel passes along (hub options) is accepted
+    assert type(AutoModel.from_pretrained(tmp_path / "a", revision="main")) is ImageModality

@@ -22,9 +22,7 @@ def doctor() -> None:
         if build.get("cuda")
         else "CPU only"
     )
-    typer.echo(
-        f"built            {build.get('built_at')} against torch {build.get('torch_version')}"
-    )
+    typer.echo(f"built against    torch {build.get('torch_version')}")
     typer.echo(f"build kind       {cuda}{', debug' if build.get('debug') else ''}")
     typer.echo(f"source hash      {build.get('source_hash')}")
     typer.echo("ops              backends")

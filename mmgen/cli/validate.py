@@ -12,15 +12,15 @@ def validate(
     spec: Annotated[Path, typer.Argument(help="The YAML spec file to check.")],
 ) -> None:
     """Check a spec: schema, names, formula, classes; print every problem as file:line."""
-    from mmgen.codegen.context import build_context
-    from mmgen.codegen.references import reference_errors
+    from mmgen.codegen.context import context_errors
+    from mmgen.codegen.references import error_line, reference_errors
     from mmgen.errors import SpecError
     from mmgen.spec.loading import load_spec
 
     try:
-        loaded = load_spec(spec)
-        build_context(loaded, package=loaded.names.snake, spec_label=loaded.name)
-        messages = [str(error) for error in reference_errors(loaded)]
+        loaded = load_spec(spec)  # the schema: every problem, or none
+        found = reference_errors(loaded) + context_errors(loaded)
+        messages = [str(error) for error in sorted(found, key=error_line)]
     except SpecError as exc:
         messages = getattr(exc, "messages", [str(exc)])
     if messages:

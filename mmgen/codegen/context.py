@@ -9,6 +9,7 @@ import ast
 from dataclasses import dataclass
 from typing import Any
 
+from mmgen.errors import SpecError, did_you_mean
 from mmgen.spec.formula import parse, to_python
 from mmgen.spec.schema import Spec
 
@@ -155,24 +156,7 @@ def num_embeddings_code(spec: Spec, fields: list[ConfigField]) -> dict[str, Any]
         fixed = {"fixed": spec.num_embeddings, "formula": None, "expression": None}
         return {**fixed, "whole": True, "uses_math": False, "reads_encoder_config": False}
     formula = parse(spec.num_embeddings)
-    known = {f.name: f for f in fields}
-    for name in sorted(formula.config_fields):
-        if name not in known:
-            listed = ", ".join(sorted(known))
-            message = f"config.{name} is not a field of the generated config ({listed})"
-            raise spec.error(("num_embeddings",), message)
-        if known[name].annotation not in _NUMBERS:
-            message = f"config.{name} is a {known[name].annotation} field, not a number"
-            raise spec.error(("num_embeddings",), message)
     hf = spec.encoder.kind == "transformers"
-    if not hf:
-        for name in sorted(formula.encoder_fields):
-            if name not in spec.encoder.options:
-                raise spec.error(("num_embeddings",), f"encoder.{name} is not in encoder.options")
-            value = spec.encoder.options[name]
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                message = f"encoder.{name} is {value!r} in encoder.options, not a number"
-                raise spec.error(("num_embeddings",), message)
     expression = to_python(
         formula,
         shape="value.shape",
@@ -232,23 +216,66 @@ def _modality_variant(spec: Spec) -> str:
     return "sequence" if spec.encoder.variable_length else "pretrained"
 
 
-def build_context(spec: Spec, *, package: str, spec_label: str) -> dict[str, Any]:
-    """Everything the modality templates read. ``package`` is the import path of the generated
-    modality package (``demo.modalities.audio``, or ``audio`` for ``--out``).
-    """
+def context_errors(spec: Spec) -> list[SpecError]:
+    """Every problem that stops the spec's code from being generated: formula fields the
+    generated config or the encoder options lack (or that are not numbers), and class names
+    that clash with generated ones."""
+    errors = []
+    fields = {f.name: f for f in config_fields(spec)}
+    if isinstance(spec.num_embeddings, str):
+        formula = parse(spec.num_embeddings)
+        for name in sorted(formula.config_fields):
+            if name not in fields:
+                hint = did_you_mean(name, fields, listing=True)
+                message = f"config.{name} is not a field of the generated config{hint}"
+                errors.append(spec.error(("num_embeddings",), message))
+            elif fields[name].annotation not in _NUMBERS:
+                message = f"config.{name} is a {fields[name].annotation} field, not a number"
+                errors.append(spec.error(("num_embeddings",), message))
+        if spec.encoder.kind != "transformers":
+            options = spec.encoder.options
+            for name in sorted(formula.encoder_fields):
+                value = options.get(name)
+                if name not in options:
+                    hint = did_you_mean(name, options)
+                    message = f"encoder.{name} is not in encoder.options{hint}"
+                elif isinstance(value, bool) or not isinstance(value, (int, float)):
+                    message = f"encoder.{name} is {value!r} in encoder.options, not a number"
+                else:
+                    continue
+                errors.append(spec.error(("num_embeddings",), message))
     names = spec.names
-    fields = config_fields(spec)
-    count = num_embeddings_code(spec, fields)
-    encoder_path = BUILTIN_ENCODERS.get(spec.encoder.kind, spec.encoder.class_)
-    encoder = Imported.of(encoder_path)
-    processor = Imported.of(spec.processor.class_) if spec.processor.class_ else None
+    encoder, processor = _imported_classes(spec)
     generated = {names.loader_class, names.config_class, names.processor_class}
     generated |= {names.modality_class}
     for where, imported in ((("encoder", "class"), encoder), (("processor", "class"), processor)):
         if imported is not None and imported.name in generated | _TEMPLATE_NAMES:
-            raise spec.error(where, f"class name {imported.name!r} clashes with a generated name")
+            message = f"class name {imported.name!r} clashes with a generated name"
+            errors.append(spec.error(where, message))
     if processor is not None and processor.name == encoder.name:
-        raise spec.error(("processor", "class"), "encoder and processor classes share a name")
+        message = "encoder and processor classes share a name"
+        errors.append(spec.error(("processor", "class"), message))
+    return errors
+
+
+def _imported_classes(spec: Spec) -> tuple[Imported, Imported | None]:
+    encoder = Imported.of(BUILTIN_ENCODERS.get(spec.encoder.kind, spec.encoder.class_))
+    processor = Imported.of(spec.processor.class_) if spec.processor.class_ else None
+    return encoder, processor
+
+
+def build_context(spec: Spec, *, package: str, spec_label: str) -> dict[str, Any]:
+    """Everything the modality templates read. ``package`` is the import path of the generated
+    modality package (``demo.modalities.audio``, or ``audio`` for ``--out``).
+    """
+    errors = context_errors(spec)
+    if errors:
+        more = f" (and {len(errors) - 1} more; see `mmgen validate`)" if len(errors) > 1 else ""
+        raise SpecError(f"{errors[0]}{more}")
+    names = spec.names
+    fields = config_fields(spec)
+    count = num_embeddings_code(spec, fields)
+    encoder, processor = _imported_classes(spec)
     return {
         "header": f"# Generated by `mmgen new-modality` from spec {spec_label}; edit freely.",
         "spec": spec,

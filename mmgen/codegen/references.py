@@ -11,14 +11,15 @@ never imported, since a spec must not make mmgen run code.
 
 from __future__ import annotations
 
-import difflib
 import functools
-from collections.abc import Iterable
 from typing import Any
 
-from mmgen.errors import SpecError
+from mmgen.errors import SpecError, did_you_mean
 from mmgen.spec.formula import parse
 from mmgen.spec.schema import Spec
+
+# names of classes and fields: suggest only close matches
+_hint = functools.partial(did_you_mean, cutoff=0.7)
 
 
 def reference_errors(spec: Spec) -> list[SpecError]:
@@ -52,7 +53,7 @@ def reference_errors(spec: Spec) -> list[SpecError]:
             errors.append(spec.error(("projector", "activation"), message))
     if "encoder" in classes:
         errors += _encoder_config_errors(spec, classes["encoder"])
-    return sorted(errors, key=_line)
+    return sorted(errors, key=error_line)
 
 
 def check_references(spec: Spec) -> None:
@@ -87,7 +88,8 @@ def _encoder_config_errors(spec: Spec, encoder_class: str) -> list[SpecError]:
     name = config_class.__name__
     errors = [
         spec.error(
-            ("num_embeddings",), f"encoder.{field} is not a field of {name}{_hint(field, known)}"
+            ("num_embeddings",),
+            f"encoder.{field} is not a field of {name}{_hint(field, known)}",
         )
         for field in sorted(fields)
         if not hasattr(defaults, field)
@@ -107,12 +109,7 @@ def _transformers_names() -> frozenset[str]:
     return frozenset(dir(transformers))  # the lazy module's names: nothing imported yet (0.15 s)
 
 
-def _line(error: SpecError) -> int:
+def error_line(error: SpecError) -> int:
     # "file:line: field: message" (a file name may hold ":" itself: count from the right)
     head = str(error).split(": ", 1)[0]
     return int(head.rpartition(":")[2])
-
-
-def _hint(name: str, known: Iterable[str]) -> str:
-    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.7)
-    return f"; did you mean {close[0]!r}?" if close else ""

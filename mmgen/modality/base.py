@@ -138,16 +138,17 @@ class BaseModality(PreTrainedModel):
         save_directory: str | os.PathLike,
         *,
         state_dict: dict[str, torch.Tensor] | None = None,
-        **kwargs: Any,
-    ) -> BaseModalityConfig:
+        is_main_process: bool = True,
+    ) -> BaseModalityConfig | None:
         """Save config, weights and the non-weight files of every local directory the config
-        names (see ``mmgen.modality.saving``), so the checkpoint loads after those are gone; returns
-        the config as written (its path fields pointing into the folder). transformers' options
-        (``safe_serialization``, ``max_shard_size``, ...) are accepted and ignored: a modality
-        is always one safetensors file.
+        names (see ``mmgen.modality.saving``), so the checkpoint loads after those are gone;
+        returns the config as written (its path fields pointing into the folder). A modality is
+        always safetensors files. ``is_main_process=False`` (the other ranks) writes nothing.
         """
         from mmgen.modality.saving import save_modality
 
+        if not is_main_process:
+            return None
         return save_modality(self, save_directory, state_dict)
 
     @classmethod
@@ -165,8 +166,9 @@ class BaseModality(PreTrainedModel):
         loaded strictly. Called on ``BaseModality`` itself, the class comes from the config's
         registered ``model_type`` (transformers' ``AutoModel``, which registration fills).
         """
-        from mmgen.modality.saving import load_modality
+        from mmgen.modality.saving import check_load_options, load_modality
 
+        check_load_options(f"{cls.__name__}.from_pretrained", args, kwargs)
         if cls is BaseModality:
             from transformers import AutoModel
 

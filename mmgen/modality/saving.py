@@ -49,6 +49,35 @@ _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".h5", ".msg
 _WEIGHT_INDEXES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
 
 
+# keywords transformers' AutoModel.from_pretrained passes along to every from_pretrained (hub
+# download options, meaningless for the local folder a saved modality or model is): accepted
+_PLUMBING = {
+    "_from_auto",
+    "adapter_kwargs",
+    "cache_dir",
+    "code_revision",
+    "force_download",
+    "local_files_only",
+    "proxies",
+    "revision",
+    "subfolder",
+    "token",
+    "trust_remote_code",
+}
+
+
+def check_load_options(method: str, args: tuple, kwargs: dict[str, Any]) -> None:
+    """A ``TypeError`` for an argument ``from_pretrained`` does not use (as Python gives for an
+    unknown keyword), rather than silently ignoring a misspelt option."""
+    if args:
+        raise TypeError(f"{method}() takes no positional arguments after the path, got {args!r}")
+    unknown = sorted(set(kwargs) - _PLUMBING)
+    if unknown:
+        raise TypeError(f"{method}() got an unexpected keyword argument {unknown[0]!r}")
+    if kwargs.get("subfolder"):
+        raise TypeError(f"{method}(): subfolder= is not supported; pass the folder itself")
+
+
 def save_modality(
     model: BaseModality,
     save_directory: str | os.PathLike,

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 from collections.abc import Mapping
 from typing import Any
 
 from transformers import AutoConfig, PreTrainedConfig
 
 from mmgen.constants import default_placeholder_id, default_placeholder_token
-from mmgen.errors import ConfigError
+from mmgen.errors import ConfigError, did_you_mean
 from mmgen.modality.base import BaseModalityConfig
 
 
@@ -27,6 +29,13 @@ def _modality_config(name: str, config: Any) -> BaseModalityConfig:
         f"modality {name!r}: expected a BaseModalityConfig or a dict with its model_type, "
         f"got {type(config).__name__}"
     )
+
+
+@functools.cache
+def _transformers_keys() -> frozenset[str]:
+    """What every transformers config accepts, writes into config.json or is given on loading."""
+    accepted = set(inspect.signature(PreTrainedConfig.__init__).parameters)
+    return frozenset(accepted | set(PreTrainedConfig().to_dict()) | {"name_or_path", "torch_dtype"})
 
 
 def _check_name(name: Any) -> str:
@@ -85,6 +94,14 @@ class MultimodalConfig(PreTrainedConfig):
             lambda k: default_placeholder_token(list(self.modalities)[k]),
             "token",
         )
+        unknown = sorted(k for k in set(kwargs) - _transformers_keys() if not k.startswith("_"))
+        if unknown:
+            known = ["llm", "text_config", "modalities", "placeholder_ids", "placeholder_tokens",
+                     "tokenizer"]  # fmt: skip
+            raise ConfigError(
+                f"MultimodalConfig got an unknown argument {unknown[0]!r}"
+                f"{did_you_mean(unknown[0], known, listing=True)}"
+            )
         super().__init__(**kwargs)
 
     def _placeholders(self, overrides, default, what: str) -> dict[str, Any]:

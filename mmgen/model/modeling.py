@@ -298,6 +298,11 @@ class MultimodalModel(PreTrainedModel):
     def from_pretrained(
         cls, pretrained_model_name_or_path: str | os.PathLike, *args: Any, **kwargs: Any
     ) -> MultimodalModel:
-        """Load a model written by ``save_pretrained`` (``dtype``, ``attn_implementation`` and
-        ``device_map`` are honoured; other transformers options are ignored)."""
+        """Load a model written by ``save_pretrained``: ``config``, ``dtype``,
+        ``attn_implementation``, ``device_map`` and ``is_trainable`` (LoRA adapters) are honoured;
+        another keyword is a ``TypeError``."""
+        if args:
+            raise TypeError(
+                f"from_pretrained() takes no positional arguments after the path: {args}"
+            )
         return serialization.load(cls, pretrained_model_name_or_path, **kwargs)

@@ -100,9 +100,12 @@ def load(
     attn_implementation: str | None = None,
     device_map: Any = None,
     is_trainable: bool = True,
-    **_ignored: Any,
+    **options: Any,
 ) -> MultimodalModel:
     from mmgen.modality.registry import AutoModality
+    from mmgen.modality.saving import check_load_options
+
+    check_load_options("MultimodalModel.from_pretrained", (), options)
     from mmgen.model.config import MultimodalConfig
 
     directory = Path(directory)

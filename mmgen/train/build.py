@@ -124,7 +124,7 @@ def _language_model(config: TrainConfig, tokenizer: Any, attn: str):
         except (OSError, ValueError) as exc:
             first = str(exc).strip().splitlines()[0]
             raise config.error(("model", "llm"), f"cannot load {section.llm!r}: {first}") from None
-    options = dict(section.llm_config or {})
+    options = dict(section.text_config or {})
     model_type = options.pop("model_type")
     # the vocabulary and special ids come from the tokenizer unless the config sets them
     options.setdefault("vocab_size", len(tokenizer))
@@ -134,7 +134,7 @@ def _language_model(config: TrainConfig, tokenizer: Any, attn: str):
     try:
         llm_config = AutoConfig.for_model(model_type, **options)
     except (ValueError, TypeError) as exc:
-        raise config.error(("model", "llm_config"), str(exc).splitlines()[0]) from None
+        raise config.error(("model", "text_config"), str(exc).splitlines()[0]) from None
     return AutoModelForCausalLM.from_config(llm_config, attn_implementation=attn)
 
 

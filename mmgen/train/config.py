@@ -30,7 +30,8 @@ class ModelSection(Strict):
     """The language model, its tokenizer, and where the weights start from."""
 
     llm: str | None = None  # a pretrained causal LM: hub name or local path
-    llm_config: dict[str, Any] | None = None  # or a random-init LLM from this config (model_type)
+    # or a random-init LLM from this config (model_type + fields; MultimodalConfig's text_config)
+    text_config: dict[str, Any] | None = None
     init_from: str | None = None  # or a saved MultimodalModel folder (e.g. a finished run)
     tokenizer: str | None = None  # default: the llm's, or the one saved in init_from
     # exact packed attention in every case: mmgen_varlen_sdpa runs sdpa per packed sample (no
@@ -41,13 +42,14 @@ class ModelSection(Strict):
 
     @model_validator(mode="after")
     def _one_source(self) -> ModelSection:
-        given = [k for k in ("llm", "llm_config", "init_from") if getattr(self, k) is not None]
+        given = [k for k in ("llm", "text_config", "init_from") if getattr(self, k) is not None]
         if len(given) != 1:
             raise ValueError(
-                f"give exactly one of llm, llm_config, init_from (got {', '.join(given) or 'none'})"
+                "give exactly one of llm, text_config, init_from"
+                f" (got {', '.join(given) or 'none'})"
             )
-        if self.llm_config is not None and "model_type" not in self.llm_config:
-            raise ValueError("llm_config needs its model_type (e.g. llama)")
+        if self.text_config is not None and "model_type" not in self.text_config:
+            raise ValueError("text_config needs its model_type (e.g. llama)")
         return self
 
 

@@ -29,7 +29,6 @@ def test_registered_names():
 def test_user_loader_takes_over_a_builtin_name(monkeypatch):
     # the MultiMeditron walkthrough registers its own "raw-image": that must just work
     monkeypatch.setattr(AutoModalityLoader, "_registry", dict(AutoModalityLoader._registry))
-    monkeypatch.setattr(AutoModalityLoader, "_builtin", set(AutoModalityLoader._builtin))
 
     @AutoModalityLoader.register("raw-image")
     class WalkthroughImageLoader(BaseModalityLoader):
@@ -37,7 +36,7 @@ def test_user_loader_takes_over_a_builtin_name(monkeypatch):
             return "mine"
 
     assert AutoModalityLoader.from_name("raw-image")({}) == "mine"
-    AutoModalityLoader.register("raw-image", builtin=True)(RawImageLoader)  # a later re-import
+    AutoModalityLoader.register("raw-image")(RawImageLoader)  # mmgen's own, imported again
     assert isinstance(AutoModalityLoader.from_name("raw-image"), WalkthroughImageLoader)
     with pytest.raises(ValueError, match=r"already registered by .*WalkthroughImageLoader"):
         AutoModalityLoader.register("raw-image")(type("Other", (WalkthroughImageLoader,), {}))

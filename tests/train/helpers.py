@@ -54,7 +54,7 @@ def make_config(data: Path, out: Path, **sections: Any) -> dict[str, Any]:
         "output_dir": str(out),
         "seed": 0,
         "threads": 1,
-        "model": {"llm_config": dict(TINY_LLM), "tokenizer": str(data / "tokenizer")},
+        "model": {"text_config": dict(TINY_LLM), "tokenizer": str(data / "tokenizer")},
         "modalities": {"audio": copy.deepcopy(TINY_AUDIO)},
         "data": {
             "train": str(data / "train.jsonl"),

@@ -391,7 +391,7 @@ def test_a_final_model_verifies_and_init_from_refuses_a_damaged_one(finished, tm
     assert verify_manifest(finished / "run/model")["files"]  # the final model has its manifest
     model = Path(shutil.copytree(finished / "run/model", tmp_path / "model"))
     flip_bit(model / "llm/model.safetensors")
-    overrides = [f"output_dir={tmp_path / 'run'}", "model.llm_config=null",
+    overrides = [f"output_dir={tmp_path / 'run'}", "model.text_config=null",
                  f"model.init_from={model}"]  # fmt: skip
     with pytest.raises(CheckpointError, match=r"llm/model\.safetensors: not a valid checkpoint"):
         train(load_config(finished / "train.yaml", overrides))

@@ -12,7 +12,7 @@ from mmgen.train.config import load_config
 VALID = """\
 output_dir: runs/x
 model:
-  llm_config: {model_type: llama, hidden_size: 32}
+  text_config: {model_type: llama, hidden_size: 32}
   tokenizer: tok
 modalities:
   audio:
