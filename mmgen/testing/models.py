@@ -11,11 +11,15 @@ from typing import Any
 def save_tiny_model(model_class: type, path: str | Path, *, seed: int = 0, **config: Any) -> str:
     """Build ``model_class`` from its own config class with ``config`` (random init from
     ``seed``), save it with ``save_pretrained`` to ``path`` and return the path as a string.
+
+    The caller's random state is left as it was: in a distributed run only rank 0 saves, and
+    the ranks must go on drawing the same numbers (FSDP does not sync initial weights).
     """
     import torch
 
-    torch.manual_seed(seed)
-    model = model_class(model_class.config_class(**config))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = model_class(model_class.config_class(**config))
     model.save_pretrained(path)
     return str(path)
 
