@@ -43,7 +43,7 @@ def merge(
     typer.echo(run(tokens=t, hidden=h, vocab=v, threads=threads, dtypes=dtypes, as_json=as_json))
 
 
-# --- pack (token-budget packing, issue: varlen) ---
+# --- pack (token-budget packing) ---
 @app.command("pack")
 def pack(
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
@@ -65,7 +65,7 @@ def pack(
     typer.echo(run(num_samples=n, capacity=capacity, as_json=as_json))
 
 
-# --- step (packed vs padded training step, issue 4) ---
+# --- step (packed vs padded training step) ---
 @app.command("step")
 def step(
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
@@ -105,7 +105,7 @@ def step(
     typer.echo(run(sizes, threads=threads, as_json=as_json))
 
 
-# --- train (packed vs padded training steps, issue: training) ---
+# --- train (packed vs padded training steps) ---
 @app.command("train")
 def train(
     config: Annotated[Path, typer.Argument(help="A training config (configs/train.yaml).")],

@@ -42,8 +42,6 @@ def _tasks() -> dict[str, Task]:
     }
 
 
-TASK_NAMES = ("audio", "image")
-SPLITS = ("train", "eval", "test")
 TOKENIZER_DIR = "tokenizer"
 MEDIA_DIR = "media"
 

@@ -36,25 +36,3 @@ class MLPProjector(nn.Sequential):
         for _ in range(layers - 1):
             modules += [ACT2FN[activation], nn.Linear(out_features, out_features, dtype=dtype)]
         super().__init__(*modules)
-
-
-PROJECTORS = ("linear", "mlp")
-
-
-def build_projector(
-    kind: str,
-    in_features: int,
-    out_features: int,
-    *,
-    layers: int = 2,
-    activation: str = "gelu",
-    dtype: torch.dtype | None = None,
-) -> nn.Module:
-    """A projector by name, as modality configs spell it (``"linear"`` or ``"mlp"``)."""
-    if kind == "linear":
-        return LinearProjector(in_features, out_features, dtype=dtype)
-    if kind == "mlp":
-        return MLPProjector(
-            in_features, out_features, layers=layers, activation=activation, dtype=dtype
-        )
-    raise ValueError(f"unknown projector {kind!r}; choose one of {PROJECTORS}")

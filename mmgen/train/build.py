@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import importlib
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,16 +19,6 @@ from mmgen.train.config import TrainConfig
 from mmgen.train.distributed import World, barrier
 from mmgen.train.fields import check_fields
 from mmgen.train.random_init import random_init_fields
-
-
-@dataclass
-class Parts:
-    model: Any  # MultimodalModel
-    tokenizer: Any
-    processor: Any  # MultimodalProcessor
-    train: Any  # MultimodalDataset
-    eval: Any | None
-    test: Any | None  # a row source (generation prompts are processed on the fly)
 
 
 def register_project(config: TrainConfig) -> str | None:

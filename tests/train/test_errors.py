@@ -1,4 +1,4 @@
-"""Bad input (issue §5): each mistake is one line naming where; on_error: skip counts and
+"""Bad input: each mistake is one line naming where; on_error: skip counts and
 reports; an error mid-run keeps what was trained loadable."""
 
 from __future__ import annotations
