@@ -68,12 +68,8 @@ class MultimodalDataset(Dataset):
         self.ids: list[str] = []
         lengths, items = [], []
         for index in range(len(self.source)):
-            try:
-                sample = self._process(self.source[index])
-            except DataError as error:
-                if self.on_error == "raise":
-                    raise
-                self.skipped.add("bad sample", error)
+            sample = self.skipped.attempt(self.on_error, self._process_at, index)
+            if sample is None:
                 continue
             self._rows.append(index)
             self._spans.append(tuple(sample.spans()))  # () is shared: text-only rows cost ~nothing
@@ -115,3 +111,6 @@ class MultimodalDataset(Dataset):
 
     def _process(self, source: SourceRow) -> ProcessedSample:
         return self.processor.process(source.row, origin=source.origin, base_dir=source.base_dir)
+
+    def _process_at(self, index: int) -> ProcessedSample:
+        return self._process(self.source[index])

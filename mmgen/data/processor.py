@@ -124,13 +124,7 @@ class MultimodalProcessor:
 
     def __call__(self, sample: Mapping[str, Any], **kwargs: Any) -> ProcessedSample | None:
         """``process`` honouring ``on_error``: a skipped sample returns ``None``."""
-        try:
-            return self.process(sample, **kwargs)
-        except DataError as error:
-            if self.on_error == "raise":
-                raise
-            self.skipped.add("bad sample", error)
-            return None
+        return self.skipped.attempt(self.on_error, self.process, sample, **kwargs)
 
     def process(
         self,

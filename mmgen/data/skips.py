@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Callable
+from typing import Any, Literal, TypeVar
 
+from mmgen.errors import DataError
+
+T = TypeVar("T")
 logger = logging.getLogger("mmgen.data")
 
 
@@ -15,6 +20,20 @@ class SkipLog:
         self.reasons: Counter[str] = Counter()
         self.examples: list[str] = []
         self._keep = keep
+
+    def attempt(
+        self, on_error: Literal["raise", "skip"], work: Callable[..., T], *args: Any, **kwargs: Any
+    ) -> T | None:
+        """``work(*args, **kwargs)``; a ``DataError`` it raises is raised again
+        (``on_error="raise"``), or counted here as a bad sample and ``None`` returned
+        (``"skip"``)."""
+        try:
+            return work(*args, **kwargs)
+        except DataError as error:
+            if on_error == "raise":
+                raise
+            self.add("bad sample", error)
+            return None
 
     def add(self, reason: str, error: BaseException | str) -> None:
         self.reasons[reason] += 1

@@ -226,25 +226,22 @@ def open_test(config: TrainConfig, processor: Any, skips: Any) -> list[Any] | No
     read), so a bad one stops the run before training rather than after it. Under
     ``on_error: skip`` bad rows and malformed lines are left out and counted in ``skips``."""
     from mmgen.data.readers import open_source
-    from mmgen.errors import DataError
     from mmgen.train.evaluate import reference_answer
 
     if config.data.test is None:
         return None
     source = open_source(data_path(config, "test"), on_error=config.data.on_error, skips=skips)
     rows = []
+
+    def check(index: int):
+        row = source[index]
+        processor.process(row.row, origin=row.origin, base_dir=row.base_dir, generation=True)
+        reference_answer(processor, row)
+        return row
+
     with _one_thread():
         for index in range(len(source)):
-            row = source[index]
-            try:
-                processor.process(
-                    row.row, origin=row.origin, base_dir=row.base_dir, generation=True
-                )
-                reference_answer(processor, row)
-            except DataError as error:
-                if config.data.on_error == "raise":
-                    raise
-                skips.add("bad sample", error)
-                continue
-            rows.append(row)
+            row = skips.attempt(config.data.on_error, check, index)
+            if row is not None:
+                rows.append(row)
     return rows

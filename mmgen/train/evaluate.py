@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from mmgen.data.skips import SkipLog
 from mmgen.errors import DataError
 from mmgen.train.distributed import World, all_reduce_sum
 
@@ -79,20 +80,23 @@ def exact_match(
     tokenizer = processor.tokenizer
     pad = processor.pad_token_id
     result = Accuracy()
+    skips = SkipLog()
+
+    def prompt_and_answer(row):
+        sample = processor.process(
+            row.row, origin=row.origin, base_dir=row.base_dir, generation=True
+        )
+        return sample, reference_answer(processor, row)
+
     work = shard(list(rows), world, batch_size)
     for start in range(0, len(work), batch_size):
         prompts, answers, ids, counted = [], [], [], []
         for row, counts in work[start : start + batch_size]:
-            try:
-                sample = processor.process(
-                    row.row, origin=row.origin, base_dir=row.base_dir, generation=True
-                )
-                answer = reference_answer(processor, row)
-            except DataError:
-                if processor.on_error == "raise":
-                    raise
+            prepared = skips.attempt(processor.on_error, prompt_and_answer, row)
+            if prepared is None:
                 result.skipped += int(counts)
                 continue
+            sample, answer = prepared
             prompts.append(sample)
             answers.append(answer)
             ids.append(sample.id)
