@@ -29,7 +29,7 @@ def merge(
         list[str] | None, typer.Option(help="fp32 or bf16; repeat for both (default both).")
     ] = None,
 ) -> None:
-    """packed_merge vs the HF-style, index and copy paths: forward and forward+backward."""
+    """packed_merge vs the HF-style, index and copy paths, fresh and preallocated; fwd, fwd+bwd."""
     from mmgen.bench.merge import DTYPES, run
 
     dtypes = dtype or list(DTYPES)
