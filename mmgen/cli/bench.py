@@ -87,6 +87,10 @@ def step(
     rounds: int | None = typer.Option(
         None, "--rounds", min=1, help="Timed passes over all batches per layout (default 3)."
     ),
+    hidden: int | None = typer.Option(
+        None, "--hidden", min=8, help="LLM hidden size (default 128; 64 with --small)."
+    ),
+    layers: int | None = typer.Option(None, "--layers", min=1, help="LLM layers (default 2)."),
     threads: int = typer.Option(
         1,
         "--threads",
@@ -94,13 +98,15 @@ def step(
         help="torch CPU threads (1: beside other jobs on 2 cores, 2 threads ran up to 50x slower).",
     ),
 ) -> None:
-    """One forward + backward of a tiny MultimodalModel: packed vs padded, useful tokens/s."""
+    """One forward + backward of a tiny MultimodalModel: packed vs padded (random and
+    length-grouped batches), useful tokens/s."""
     from dataclasses import replace
 
     from mmgen.bench.step import SMALL, Sizes, run
 
     sizes = SMALL if small else Sizes()
-    given = {"samples": samples, "capacity": capacity, "batch_size": batch_size, "rounds": rounds}
+    given = {"samples": samples, "capacity": capacity, "batch_size": batch_size, "rounds": rounds,
+             "hidden": hidden, "layers": layers}  # fmt: skip
     sizes = replace(sizes, **{k: v for k, v in given.items() if v is not None})
     typer.echo(run(sizes, threads=threads, as_json=as_json))
 
