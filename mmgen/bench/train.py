@@ -1,11 +1,14 @@
 """``mmgen bench train CONFIG``: the training loop's throughput with packed vs padded batches.
 
-Runs the config's first stage for ``steps`` optimizer steps twice, once per layout (same data,
-model and optimizer; no evaluation), and reports useful (non-padding) tokens per second: the
-median over logging windows after the first, which holds warm-up. Padded batches hold
-``packing.batch_size`` samples; set it to about the samples one pack holds for a like-for-like
-comparison. On a CPU the packed layout pays for its ``T x T`` attention mask, so samples of one
-length (nothing to pad) favour padding; long-tailed lengths favour packing.
+    mmgen bench train configs/train.yaml --steps 60
+
+Runs the config's first stage for ``steps`` optimizer steps once per layout (same data, model and
+optimizer; no evaluation): packed, padded with random batches, and padded with length-grouped
+batches (``packing.group_by_length``, transformers' ``group_by_length``: the padded baseline users
+actually run). It reports useful (non-padding) tokens per second: the median over logging windows
+after the first, which holds warm-up. Padded batches hold ``packing.batch_size`` samples; set it
+to about the samples one pack holds for a like-for-like comparison. Samples of one length
+(nothing to pad) favour padding; long-tailed lengths favour packing.
 """
 
 from __future__ import annotations
@@ -18,7 +21,11 @@ from pathlib import Path
 
 from mmgen.bench.table import emit
 
-LAYOUTS = ("packed", "padded")
+LAYOUTS = {  # name -> config overrides
+    "packed": ["packing.layout=packed", "packing.group_by_length=false"],
+    "padded": ["packing.layout=padded", "packing.group_by_length=false"],
+    "padded, length-grouped": ["packing.layout=padded", "packing.group_by_length=true"],
+}
 
 
 def run(config_path: Path, *, steps: int, overrides: list[str], as_json: bool) -> str:
@@ -27,8 +34,8 @@ def run(config_path: Path, *, steps: int, overrides: list[str], as_json: bool) -
     from mmgen.train.metrics import read_metrics
 
     rows = []
-    for layout in LAYOUTS:
-        config = load_config(config_path, [*overrides, f"packing.layout={layout}"])
+    for layout, settings in LAYOUTS.items():
+        config = load_config(config_path, [*overrides, *settings])
         with tempfile.TemporaryDirectory(prefix="mmgen-bench-") as out:
             _bench_only(config, steps, out)
             with contextlib.redirect_stdout(io.StringIO()):
@@ -41,12 +48,12 @@ def run(config_path: Path, *, steps: int, overrides: list[str], as_json: bool) -
             statistics.median(r["packing"] for r in windows),
             records[-1]["loss"],
         ])  # fmt: skip
-    base = rows[1][1]
-    rows = [[*row[:2], row[1] / base, *row[2:]] for row in rows]
-    columns = ["layout", "tokens/s", "x padded", "useful slots", "last loss"]
+    padded, grouped = rows[1][1], rows[2][1]
+    rows = [[*row[:2], row[1] / padded, row[1] / grouped, *row[2:]] for row in rows]
+    columns = ["layout", "tokens/s", "x padded", "x grouped", "useful slots", "last loss"]
     meta = {"config": str(config_path), "steps": steps, "window": f"{config.logging.every} steps"}
-    return emit("mmgen bench train: packed vs padded training steps", columns, rows,
-                as_json=as_json, **meta)  # fmt: skip
+    title = "mmgen bench train: packed vs padded (random, length-grouped) training steps"
+    return emit(title, columns, rows, as_json=as_json, **meta)
 
 
 def _bench_only(config, steps: int, out: str) -> None:

@@ -122,7 +122,7 @@ def train(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
-    """Training throughput of a config with packed vs padded batches (useful tokens/s)."""
+    """Training throughput of a config: packed vs padded batches, random and length-grouped."""
     from mmgen.bench.train import run
 
     typer.echo(run(config, steps=steps, overrides=overrides or [], as_json=as_json))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from mmgen.cli import app
@@ -35,14 +36,18 @@ def test_train_help_names_torchrun() -> None:
     assert "torchrun --nproc-per-node" in result.output and "--resume" in result.output
 
 
-def test_bench_train_compares_both_layouts(config_file) -> None:
+def test_bench_train_compares_every_layout(config_file) -> None:
     result = runner.invoke(app, ["bench", "train", str(config_file()), "--steps", "4", "--json"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.output[result.output.index("{") :])
     rows = {row["layout"]: row for row in report["rows"]}
-    assert set(rows) == {"packed", "padded"}
-    assert rows["padded"]["x padded"] == 1
-    assert rows["packed"]["tokens/s"] > 0 and 0 < rows["packed"]["useful slots"] <= 1
+    assert set(rows) == {"packed", "padded", "padded, length-grouped"}
+    padded, grouped = rows["padded"], rows["padded, length-grouped"]
+    assert padded["x padded"] == 1 and grouped["x grouped"] == 1
+    for row in rows.values():
+        assert row["tokens/s"] > 0 and 0 < row["useful slots"] <= 1
+        assert row["x padded"] == pytest.approx(row["tokens/s"] / padded["tokens/s"])
+        assert row["x grouped"] == pytest.approx(row["tokens/s"] / grouped["tokens/s"])
 
 
 def test_a_stopped_run_prints_the_command_that_resumes_it(config_file, monkeypatch) -> None:
