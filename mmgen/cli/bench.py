@@ -116,6 +116,9 @@ def step(
 def train(
     config: Annotated[Path, typer.Argument(help="A training config (configs/train.yaml).")],
     steps: Annotated[int, typer.Option("--steps", min=4, help="Optimizer steps per layout.")] = 60,
+    rounds: Annotated[
+        int, typer.Option("--rounds", min=1, help="Runs per layout, the layouts taking turns.")
+    ] = 1,
     overrides: Annotated[
         list[str] | None,
         typer.Option("--set", help="Override a config value: dotted.key=value (repeatable)."),
@@ -125,4 +128,4 @@ def train(
     """Training throughput of a config: packed vs padded batches, random and length-grouped."""
     from mmgen.bench.train import run
 
-    typer.echo(run(config, steps=steps, overrides=overrides or [], as_json=as_json))
+    typer.echo(run(config, steps=steps, overrides=overrides or [], as_json=as_json, rounds=rounds))
