@@ -17,7 +17,7 @@ Paths, all on the same inputs (25% placeholder tokens in runs of 256-576):
 packed_merge reuses freed buffers (``csrc/cpu/host_cache.h``), so the ``-prealloc`` paths are the
 like-for-like baselines; ``hf``, ``index`` and ``copy`` allocate fresh pages, as eager torch does.
 torch.compile of the index path or of a ``torch.where`` gather does not help here: its output is
-allocated fresh each call (measured 2.5-4x slower than index-prealloc at the default size).
+allocated fresh each call (2.5-4x slower than index-prealloc at the default size here).
 """
 
 from __future__ import annotations
