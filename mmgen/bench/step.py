@@ -3,14 +3,18 @@ packed to a token budget vs padded to the longest sample in the batch, on the sa
 
     mmgen bench step            # 256 samples, 4096-token packs vs batches of ~the same budget
     mmgen bench step --small    # a few seconds (the CLI test runs this)
+    mmgen bench step --hidden 512 --layers 4    # a wider, deeper LLM
 
 Everything goes through the real pipeline: ``model.build_processor`` (``MultimodalProcessor``)
 -> ``MultimodalDataset`` -> ``packed_dataloader`` (``TokenBudgetSampler`` + ``PackedCollator``)
 or ``padded_dataloader`` (``PaddedCollator``) -> ``MultimodalModel.forward`` -> backward. The
 samples are a long-tail mix: text lengths lognormal (words, one token each), 0-3 images each.
 
-Three rows: the packs with ``mmgen_varlen_sdpa`` (sdpa per sample), the same packs with sdpa and
-the ``(T, T)`` block-diagonal mask, and the padded batches with sdpa. Only the steps are timed
+Four rows: the packs with ``mmgen_varlen_sdpa`` (sdpa per sample), the same packs with sdpa and
+the ``(T, T)`` block-diagonal mask, and two padded layouts with sdpa and the same batch size:
+random batches (shuffled samples), and length-grouped batches, the baseline users run
+(transformers' ``group_by_length``: shuffle, sort mega-batches of 50 batches by length, batch;
+at these sizes one mega-batch holds every sample). Only the steps are timed
 (batches are collated beforehand). The layouts take turns in rounds and each figure is a median
 over rounds, so a burst of load from other users hits every layout. One torch thread by default:
 beside other jobs on this 2-core machine, 2 OpenMP threads made the same steps up to 50x slower.
@@ -40,7 +44,9 @@ COLUMNS = (
     "step ms",
     "useful tok/s",
     "x padded",
+    "x grouped",
 )
+PADDED, GROUPED = "padded", "padded, length-grouped"
 IMAGE_SIZE, PATCH = 32, 8  # the tiny CLIP tower: 16 patches -> 16 embeddings per image
 # the plain chat format's role markers are words too, so every word is exactly one token
 SPECIALS = ["<pad>", "<s>", "</s>", "<unk>", "<image>", "User:", "Assistant:"]
@@ -64,6 +70,7 @@ class Sizes:
     vocab: int = 2048
     rounds: int = 3
     seed: int = 0
+    mega_batch: int = 50  # length grouping: batches per sorted mega-batch (transformers' cap)
 
 
 SMALL = Sizes(
@@ -181,9 +188,25 @@ def _packed(attn: str, batches: list[dict[str, Any]]) -> Layout:
     return Layout("packed", attn, batches, useful, useful)
 
 
-def _padded(batches: list[dict[str, Any]]) -> Layout:
+def _padded(name: str, batches: list[dict[str, Any]]) -> Layout:
     useful = [int(b["attention_mask"].sum()) for b in batches]
-    return Layout("padded", "sdpa", batches, useful, [int(b["input_ids"].numel()) for b in batches])
+    return Layout(name, "sdpa", batches, useful, [int(b["input_ids"].numel()) for b in batches])
+
+
+def _grouped_batches(dataset, sizes: Sizes) -> list[dict[str, Any]]:
+    """Length-grouped padded batches: transformers' ``group_by_length`` order, then batches."""
+    from torch.utils.data import DataLoader
+
+    from mmgen.data import PaddedCollator
+    from mmgen.data.grouping import length_grouped_indices
+
+    generator = torch.Generator().manual_seed(sizes.seed)
+    order = length_grouped_indices(
+        dataset.lengths, sizes.batch_size, generator=generator, mega_batch_mult=sizes.mega_batch
+    )
+    batches = [order[i : i + sizes.batch_size] for i in range(0, len(order), sizes.batch_size)]
+    collate = PaddedCollator(dataset.processor.pad_token_id)
+    return list(DataLoader(dataset, batch_sampler=batches, collate_fn=collate))
 
 
 def _step(model, batch: dict[str, Any]) -> None:
@@ -234,19 +257,25 @@ def _build(sizes: Sizes):
     layouts = [
         _packed(VARLEN_SDPA, packs),
         _packed("sdpa", packs),  # the same packs, kept apart by the (T, T) block mask
-        _padded(list(padded_dataloader(dataset, sizes.batch_size, seed=sizes.seed))),
+        _padded(PADDED, list(padded_dataloader(dataset, sizes.batch_size, seed=sizes.seed))),
+        _padded(GROUPED, _grouped_batches(dataset, sizes)),
     ]
-    if sum(layouts[0].useful) != sum(layouts[-1].useful):  # the same samples in every layout
-        raise RuntimeError(f"layouts differ: {sum(layouts[0].useful)} vs {sum(layouts[-1].useful)}")
+    totals = {layout.name: sum(layout.useful) for layout in layouts}
+    if len(set(totals.values())) > 1:  # the same samples in every layout
+        raise RuntimeError(f"layouts differ in useful tokens: {totals}")
     return sizes, model, dataset, packed_loader.batch_sampler.stats(), layouts
 
 
 def _report(sizes: Sizes, dataset, packing: dict, layouts: list[Layout], threads, as_json) -> str:
-    padded = layouts[-1]
+    by_name = {layout.name: layout for layout in layouts}
+    padded, grouped = by_name[PADDED], by_name[GROUPED]
     rows = []
     for layout in layouts:
         steps = len(layout.batches)
-        ratios = [p / q for p, q in zip(layout.rates, padded.rates, strict=True)]
+        ratios = [
+            statistics.median(p / q for p, q in zip(layout.rates, base.rates, strict=True))
+            for base in (padded, grouped)
+        ]
         attention = (
             "sdpa+mask" if layout.name == "packed" and layout.attn == "sdpa" else layout.attn
         )
@@ -260,11 +289,14 @@ def _report(sizes: Sizes, dataset, packing: dict, layouts: list[Layout], threads
                 100.0 * (1 - sum(layout.useful) / sum(layout.slots)),
                 1e3 * statistics.median(layout.times),
                 statistics.median(layout.rates),
-                statistics.median(ratios),
+                *ratios,
             ]
         )
     lengths = dataset.lengths
-    per_round = [f"{p / q:.2f}" for p, q in zip(layouts[0].rates, padded.rates, strict=True)]
+
+    def per_round(base: Layout) -> str:
+        return ", ".join(f"{p / q:.2f}" for p, q in zip(layouts[0].rates, base.rates, strict=True))
+
     meta = {
         "model": (
             f"Llama hidden {sizes.hidden}, {sizes.layers} layers, {sizes.heads} heads, vocab "
@@ -282,16 +314,19 @@ def _report(sizes: Sizes, dataset, packing: dict, layouts: list[Layout], threads
             f"efficiency {100 * packing['efficiency']:.1f}%"
         ),
         "padded": (
-            f"batch size {sizes.batch_size} (about the same token budget), padded to the longest"
+            f"batch size {sizes.batch_size} (about the same token budget), padded to the longest;"
+            f" random batches, or length-grouped (transformers' group_by_length: mega-batches of "
+            f"{sizes.mega_batch} batches sorted by length)"
         ),
         "timing": (
             f"forward + backward, {sizes.rounds} rounds over all batches, layouts rotating; "
-            "useful tok/s = non-pad tokens / s and x padded: medians over rounds"
+            "useful tok/s = non-pad tokens / s, x padded and x grouped: medians over rounds"
         ),
-        "packed (varlen) / padded per round": ", ".join(per_round),
+        "packed (varlen) / padded per round": per_round(padded),
+        "packed (varlen) / grouped per round": per_round(grouped),
     }
     if as_json:
         meta["sizes"] = asdict(sizes)
         meta["packing_efficiency"] = packing["efficiency"]
-    return emit("mmgen bench step: packed vs padded training step", COLUMNS, rows,
-                as_json=as_json, **meta)  # fmt: skip
+    title = "mmgen bench step: packed vs padded (random, length-grouped) training step"
+    return emit(title, COLUMNS, rows, as_json=as_json, **meta)

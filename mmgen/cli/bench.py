@@ -29,7 +29,7 @@ def merge(
         list[str] | None, typer.Option(help="fp32 or bf16; repeat for both (default both).")
     ] = None,
 ) -> None:
-    """packed_merge vs the HF-style, index and copy paths: forward and forward+backward."""
+    """packed_merge vs the HF-style, index and copy paths, fresh and preallocated; fwd, fwd+bwd."""
     from mmgen.bench.merge import DTYPES, run
 
     dtypes = dtype or list(DTYPES)
@@ -87,6 +87,10 @@ def step(
     rounds: int | None = typer.Option(
         None, "--rounds", min=1, help="Timed passes over all batches per layout (default 3)."
     ),
+    hidden: int | None = typer.Option(
+        None, "--hidden", min=8, help="LLM hidden size (default 128; 64 with --small)."
+    ),
+    layers: int | None = typer.Option(None, "--layers", min=1, help="LLM layers (default 2)."),
     threads: int = typer.Option(
         1,
         "--threads",
@@ -94,13 +98,15 @@ def step(
         help="torch CPU threads (1: beside other jobs on 2 cores, 2 threads ran up to 50x slower).",
     ),
 ) -> None:
-    """One forward + backward of a tiny MultimodalModel: packed vs padded, useful tokens/s."""
+    """One forward + backward of a tiny MultimodalModel: packed vs padded (random and
+    length-grouped batches), useful tokens/s."""
     from dataclasses import replace
 
     from mmgen.bench.step import SMALL, Sizes, run
 
     sizes = SMALL if small else Sizes()
-    given = {"samples": samples, "capacity": capacity, "batch_size": batch_size, "rounds": rounds}
+    given = {"samples": samples, "capacity": capacity, "batch_size": batch_size, "rounds": rounds,
+             "hidden": hidden, "layers": layers}  # fmt: skip
     sizes = replace(sizes, **{k: v for k, v in given.items() if v is not None})
     typer.echo(run(sizes, threads=threads, as_json=as_json))
 
@@ -110,13 +116,16 @@ def step(
 def train(
     config: Annotated[Path, typer.Argument(help="A training config (configs/train.yaml).")],
     steps: Annotated[int, typer.Option("--steps", min=4, help="Optimizer steps per layout.")] = 60,
+    rounds: Annotated[
+        int, typer.Option("--rounds", min=1, help="Runs per layout, the layouts taking turns.")
+    ] = 1,
     overrides: Annotated[
         list[str] | None,
         typer.Option("--set", help="Override a config value: dotted.key=value (repeatable)."),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
-    """Training throughput of a config with packed vs padded batches (useful tokens/s)."""
+    """Training throughput of a config: packed vs padded batches, random and length-grouped."""
     from mmgen.bench.train import run
 
-    typer.echo(run(config, steps=steps, overrides=overrides or [], as_json=as_json))
+    typer.echo(run(config, steps=steps, overrides=overrides or [], as_json=as_json, rounds=rounds))

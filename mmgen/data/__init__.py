@@ -12,6 +12,7 @@ _LAZY = {
     "ModalityItem": "mmgen.data.sample",
     "MultimodalDataset": "mmgen.data.dataset",
     "TokenBudgetSampler": "mmgen.data.sampler",
+    "LengthGroupedSampler": "mmgen.data.grouping",
     "PackedCollator": "mmgen.data.collator",
     "PaddedCollator": "mmgen.data.collator",
     "packed_dataloader": "mmgen.data.loading",

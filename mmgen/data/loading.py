@@ -1,4 +1,5 @@
-"""DataLoaders wired for the two layouts: token-budget packs, and the padded baseline.
+"""DataLoaders wired for the two layouts: token-budget packs, and the padded baseline (random
+or length-grouped batches).
 
 loader = packed_dataloader(dataset, capacity=4096, max_items=8, overlong="truncate")
 for epoch in range(epochs):
@@ -15,6 +16,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from mmgen.data.collator import PackedCollator, PaddedCollator
 from mmgen.data.dataset import MultimodalDataset
+from mmgen.data.grouping import LengthGroupedSampler
 from mmgen.data.sampler import Overlong, TokenBudgetSampler, resolve_world
 
 
@@ -59,19 +61,29 @@ def padded_dataloader(
     rank: int | None = None,
     drop_last: bool = False,
     pad_to_multiple_of: int | None = None,
+    group_by_length: bool = False,
     **loader_kwargs: Any,
 ) -> DataLoader:
     """The padded baseline: ``batch_size`` samples per batch, padded to the longest, sharded
-    over DDP ranks by ``DistributedSampler``. Call ``loader.sampler.set_epoch(epoch)``."""
+    over DDP ranks by ``DistributedSampler``. Call ``loader.sampler.set_epoch(epoch)``.
+    ``group_by_length``: batches of similar lengths (``LengthGroupedSampler``, transformers'
+    ``group_by_length``; it shuffles by mega-batch and keeps every sample)."""
     num_replicas, rank = resolve_world(num_replicas, rank)
-    sampler = DistributedSampler(
-        dataset,
-        num_replicas=num_replicas,
-        rank=rank,
-        shuffle=shuffle,
-        seed=seed,
-        drop_last=drop_last,
-    )
+    if group_by_length:
+        if drop_last or not shuffle:
+            raise ValueError("group_by_length always shuffles and keeps every sample")
+        sampler = LengthGroupedSampler(
+            dataset.lengths, batch_size, seed=seed, num_replicas=num_replicas, rank=rank
+        )
+    else:
+        sampler = DistributedSampler(
+            dataset,
+            num_replicas=num_replicas,
+            rank=rank,
+            shuffle=shuffle,
+            seed=seed,
+            drop_last=drop_last,
+        )
     pad = dataset.processor.pad_token_id if pad_token_id is None else pad_token_id
     collator = PaddedCollator(pad, pad_to_multiple_of=pad_to_multiple_of)
     return DataLoader(

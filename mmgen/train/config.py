@@ -93,6 +93,13 @@ class PackingSection(Strict):
     packs_per_batch: int = Field(1, gt=0)
     overlong: Literal["error", "drop", "truncate"] = "error"
     batch_size: int = Field(8, gt=0)  # samples per batch with layout: padded
+    group_by_length: bool = False  # padded: batches of similar lengths (HF group_by_length)
+
+    @model_validator(mode="after")
+    def _grouping_needs_padding(self) -> PackingSection:
+        if self.group_by_length and self.layout != "padded":
+            raise ValueError("group_by_length applies to layout: padded (packs have no padding)")
+        return self
 
 
 class LoraSection(Strict):

@@ -37,7 +37,7 @@ class TrainData:
             self.collate = PaddedCollator(processor.pad_token_id)
             plan = padded_plan(
                 len(self.train), packing.batch_size, rank=world.rank, world=world.size,
-                seed=config.seed,
+                seed=config.seed, lengths=self.train.lengths if packing.group_by_length else None,
             )  # fmt: skip
         self.stream = BatchStream(
             self.train, plan, self.collate, seed=config.seed, num_workers=config.data.num_workers

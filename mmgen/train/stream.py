@@ -1,7 +1,8 @@
 """An endless, resumable stream of training batches over epochs.
 
 Each epoch's batches are planned up front as lists of dataset indices for this rank (token-budget
-packs from ``TokenBudgetSampler``, or fixed-size padded batches), then collated by a DataLoader.
+packs from ``TokenBudgetSampler``, or fixed-size padded batches, random or length-grouped), then
+collated by a DataLoader.
 The position is ``(epoch, batches consumed)``; a resumed run plans the same epoch from the same
 seed and skips what was consumed, so it sees exactly the batches the interrupted run would have.
 The DataLoader gets its own seeded generator: creating its iterator must not draw from the global
@@ -17,6 +18,7 @@ import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
 from mmgen.data.batch import PackedBatch
+from mmgen.data.grouping import LengthGroupedSampler
 
 Plan = Callable[[int], list[list[int]]]  # epoch -> this rank's batches of dataset indices
 
@@ -77,14 +79,27 @@ def packed_plan(sampler: Any) -> Plan:
 
 
 def padded_plan(
-    size: int, batch_size: int, *, rank: int, world: int, seed: int, shuffle: bool = True
+    size: int,
+    batch_size: int,
+    *,
+    rank: int,
+    world: int,
+    seed: int,
+    shuffle: bool = True,
+    lengths: torch.Tensor | None = None,
 ) -> Plan:
-    """``batch_size`` samples per batch, sharded over ranks as ``DistributedSampler`` does."""
+    """``batch_size`` samples per batch, sharded over ranks as ``DistributedSampler`` does; with
+    the samples' ``lengths``, length-grouped (``LengthGroupedSampler``, always shuffled)."""
 
     def plan(epoch: int) -> list[list[int]]:
-        sampler = DistributedSampler(
-            range(size), num_replicas=world, rank=rank, shuffle=shuffle, seed=seed
-        )
+        if lengths is None:
+            sampler = DistributedSampler(
+                range(size), num_replicas=world, rank=rank, shuffle=shuffle, seed=seed
+            )
+        else:
+            sampler = LengthGroupedSampler(
+                lengths, batch_size, seed=seed, num_replicas=world, rank=rank
+            )
         sampler.set_epoch(epoch)
         order = list(sampler)
         return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from mmgen.cli import app
@@ -35,14 +36,23 @@ def test_train_help_names_torchrun() -> None:
     assert "torchrun --nproc-per-node" in result.output and "--resume" in result.output
 
 
-def test_bench_train_compares_both_layouts(config_file) -> None:
-    result = runner.invoke(app, ["bench", "train", str(config_file()), "--steps", "4", "--json"])
+def test_bench_train_compares_every_layout(config_file) -> None:
+    args = ["bench", "train", str(config_file()), "--steps", "4", "--rounds", "2", "--json"]
+    result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     report = json.loads(result.output[result.output.index("{") :])
     rows = {row["layout"]: row for row in report["rows"]}
-    assert set(rows) == {"packed", "padded"}
-    assert rows["padded"]["x padded"] == 1
-    assert rows["packed"]["tokens/s"] > 0 and 0 < rows["packed"]["useful slots"] <= 1
+    assert set(rows) == {"packed", "padded", "padded, length-grouped"}
+    padded, grouped = rows["padded"], rows["padded, length-grouped"]
+    assert padded["x padded"] == 1 and grouped["x grouped"] == 1
+    for row in rows.values():
+        assert row["tokens/s"] > 0 and 0 < row["useful slots"] <= 1
+        assert row["x padded"] > 0 and row["x grouped"] > 0
+    # the packed ratios are the medians (of two: the mean) of the rounds' ratios
+    for column, label in (("x padded", "padded"), ("x grouped", "grouped")):
+        per_round = [float(v) for v in report[f"packed / {label} per round"].split(", ")]
+        assert len(per_round) == report["rounds"] == 2
+        assert rows["packed"][column] == pytest.approx(sum(per_round) / 2, abs=0.01)
 
 
 def test_a_stopped_run_prints_the_command_that_resumes_it(config_file, monkeypatch) -> None:

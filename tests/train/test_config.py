@@ -95,6 +95,14 @@ def test_wrong_type_and_bad_value(tmp_path: Path) -> None:
     assert "train.yaml:11: packing.capacity: Input should be greater than 0" in message
 
 
+def test_group_by_length_needs_the_padded_layout(tmp_path: Path) -> None:
+    grouped = VALID.replace("capacity: 512", "capacity: 512\n  group_by_length: true")
+    message = error_of(tmp_path, grouped)
+    assert "train.yaml:10: packing: " in message and "group_by_length applies to layout" in message
+    config = load_config(write(tmp_path, grouped), ["packing.layout=padded"])
+    assert config.packing.group_by_length and config.packing.layout == "padded"
+
+
 def test_missing_required_key(tmp_path: Path) -> None:
     message = error_of(tmp_path, VALID.replace("data:\n  train: data/train.jsonl\n", ""))
     assert message.endswith("train.yaml:1: data: required key is missing")
