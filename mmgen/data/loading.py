@@ -1,9 +1,9 @@
 """DataLoaders wired for the two layouts: token-budget packs, and the padded baseline (random
-or length-grouped batches).
+or length-grouped batches). ``mmgen train`` reads its batches through these too.
 
 loader = packed_dataloader(dataset, capacity=4096, max_items=8, overlong="truncate")
 for epoch in range(epochs):
-    loader.batch_sampler.set_epoch(epoch)
+    loader.batch_sampler.set_epoch(epoch)   # (epoch, start_batch) resumes mid-epoch
     for batch in loader:
         loss = model(**batch).loss
 """
@@ -12,12 +12,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader
 
 from mmgen.data.collator import PackedCollator, PaddedCollator
 from mmgen.data.dataset import MultimodalDataset
-from mmgen.data.grouping import LengthGroupedSampler
-from mmgen.data.sampler import Overlong, TokenBudgetSampler, resolve_world
+from mmgen.data.sampler import Overlong, PaddedBatchSampler, TokenBudgetSampler
 
 
 def packed_dataloader(
@@ -65,27 +64,14 @@ def padded_dataloader(
     **loader_kwargs: Any,
 ) -> DataLoader:
     """The padded baseline: ``batch_size`` samples per batch, padded to the longest, sharded
-    over DDP ranks by ``DistributedSampler``. Call ``loader.sampler.set_epoch(epoch)``.
-    ``group_by_length``: batches of similar lengths (``LengthGroupedSampler``, transformers'
-    ``group_by_length``; it shuffles by mega-batch and keeps every sample)."""
-    num_replicas, rank = resolve_world(num_replicas, rank)
-    if group_by_length:
-        if drop_last or not shuffle:
-            raise ValueError("group_by_length always shuffles and keeps every sample")
-        sampler = LengthGroupedSampler(
-            dataset.lengths, batch_size, seed=seed, num_replicas=num_replicas, rank=rank
-        )
-    else:
-        sampler = DistributedSampler(
-            dataset,
-            num_replicas=num_replicas,
-            rank=rank,
-            shuffle=shuffle,
-            seed=seed,
-            drop_last=drop_last,
-        )
+    over DDP ranks as ``DistributedSampler`` does (``PaddedBatchSampler``).
+    ``group_by_length``: batches of similar lengths (transformers' ``group_by_length``; it
+    shuffles by mega-batch and keeps every sample). Call ``loader.batch_sampler.set_epoch(epoch)``
+    every epoch."""
+    sampler = PaddedBatchSampler(
+        dataset, batch_size, shuffle=shuffle, seed=seed, num_replicas=num_replicas, rank=rank,
+        drop_last=drop_last, group_by_length=group_by_length,
+    )  # fmt: skip
     pad = dataset.processor.pad_token_id if pad_token_id is None else pad_token_id
     collator = PaddedCollator(pad, pad_to_multiple_of=pad_to_multiple_of)
-    return DataLoader(
-        dataset, batch_size=batch_size, sampler=sampler, collate_fn=collator, **loader_kwargs
-    )
+    return DataLoader(dataset, batch_sampler=sampler, collate_fn=collator, **loader_kwargs)

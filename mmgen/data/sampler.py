@@ -204,6 +204,63 @@ class TokenBudgetSampler(Sampler[list[int]]):
         return ranks
 
 
+class PaddedBatchSampler(Sampler[list[int]]):
+    """A batch sampler of ``batch_size`` samples for padded batches (``padded_dataloader``),
+    sharded over ranks in ``DistributedSampler``'s order, or length-grouped (transformers'
+    ``group_by_length``, ``mmgen.data.grouping``). Resumable like ``TokenBudgetSampler``:
+    ``set_epoch(epoch, start_batch)``; ``plan(epoch)`` is this rank's batches of the epoch.
+    """
+
+    def __init__(
+        self,
+        dataset: Any,
+        batch_size: int,
+        *,
+        shuffle: bool = True,
+        seed: int = 0,
+        num_replicas: int | None = None,
+        rank: int | None = None,
+        drop_last: bool = False,
+        group_by_length: bool = False,
+    ) -> None:
+        from torch.utils.data import DistributedSampler
+
+        from mmgen.data.grouping import LengthGroupedSampler
+
+        if batch_size < 1:
+            raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+        num_replicas, rank = resolve_world(num_replicas, rank)
+        lengths = dataset if isinstance(dataset, (Sequence, torch.Tensor)) else dataset.lengths
+        if group_by_length:
+            if drop_last or not shuffle:
+                raise ConfigError("group_by_length always shuffles and keeps every sample")
+            self.order: Any = LengthGroupedSampler(
+                lengths, batch_size, seed=seed, num_replicas=num_replicas, rank=rank
+            )
+        else:
+            self.order = DistributedSampler(
+                range(len(lengths)), num_replicas=num_replicas, rank=rank, shuffle=shuffle,
+                seed=seed, drop_last=drop_last,
+            )  # fmt: skip
+        self.batch_size = batch_size
+        self.epoch, self._start = 0, 0
+
+    def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
+        """Select the epoch's order; ``start_batch`` skips that many batches (for resuming)."""
+        self.epoch, self._start = epoch, start_batch
+
+    def plan(self, epoch: int) -> list[list[int]]:
+        self.order.set_epoch(epoch)
+        order = list(self.order)
+        return [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+
+    def __iter__(self) -> Iterator[list[int]]:
+        yield from self.plan(self.epoch)[self._start :]
+
+    def __len__(self) -> int:
+        return max(0, -(-len(self.order) // self.batch_size) - self._start)
+
+
 def resolve_world(num_replicas: int | None, rank: int | None) -> tuple[int, int]:
     """``(world size, rank)``: the given ones, else torch.distributed's, else ``(1, 0)``."""
     distributed = torch.distributed.is_available() and torch.distributed.is_initialized()

@@ -11,12 +11,14 @@ from mmgen.train import build
 from mmgen.train.config import TrainConfig
 from mmgen.train.distributed import World
 from mmgen.train.evaluate import to_device
-from mmgen.train.stream import BatchStream, packed_plan, padded_plan
+from mmgen.train.stream import BatchStream
 
 
 class TrainData:
     def __init__(self, config: TrainConfig, processor: Any, world: World) -> None:
-        from mmgen.data.collator import PackedCollator, PaddedCollator
+        import torch
+
+        from mmgen.data.loading import packed_dataloader, padded_dataloader
 
         self.config, self.world = config, world
         packing = config.packing
@@ -25,23 +27,25 @@ class TrainData:
         self.eval = build.load_split(config, processor, "eval") if config.data.eval else None
         self.test_skips = SkipLog()
         self.test = build.open_test(config, processor, self.test_skips)
-        cut = packing.overlong == "truncate"
+        # the stream reseeds the loader's own generator: the global RNG is left to the model
+        generator, workers = torch.Generator(), config.data.num_workers
         if self.packed:
-            self.collate = PackedCollator(
-                max_length=packing.capacity if cut else None,
-                max_items=packing.max_items if cut else None,
-            )
-            self.sampler = self._sampler(self.train, shuffle=True, replicas=world.size)
-            plan = packed_plan(self.sampler)
-        else:
-            self.collate = PaddedCollator(processor.pad_token_id)
-            plan = padded_plan(
-                len(self.train), packing.batch_size, rank=world.rank, world=world.size,
-                seed=config.seed, lengths=self.train.lengths if packing.group_by_length else None,
+            loader = packed_dataloader(
+                self.train, packing.capacity, max_items=packing.max_items,
+                overlong=packing.overlong, strategy=packing.strategy,
+                packs_per_batch=packing.packs_per_batch, shuffle=True, seed=config.seed,
+                num_replicas=world.size, rank=world.rank, num_workers=workers,
+                loader_options={"generator": generator},
             )  # fmt: skip
-        self.stream = BatchStream(
-            self.train, plan, self.collate, seed=config.seed, num_workers=config.data.num_workers
-        )
+            self.sampler = loader.batch_sampler
+        else:
+            loader = padded_dataloader(
+                self.train, packing.batch_size, pad_token_id=processor.pad_token_id,
+                seed=config.seed, num_replicas=world.size, rank=world.rank,
+                group_by_length=packing.group_by_length, num_workers=workers, generator=generator,
+            )  # fmt: skip
+        self.collate = loader.collate_fn
+        self.stream = BatchStream(loader, seed=config.seed)
 
     def _sampler(self, dataset: Any, *, shuffle: bool, replicas: int):
         from mmgen.data.sampler import TokenBudgetSampler

@@ -41,6 +41,6 @@ def test_padded_dataloader_groups_by_length() -> None:
         lengths = torch.randint(1, 200, (64,), generator=seeded(0))
 
     loader = padded_dataloader(Lengths(), 8, pad_token_id=0, group_by_length=True)
-    assert isinstance(loader.sampler, LengthGroupedSampler) and len(loader) == 8
+    assert isinstance(loader.batch_sampler.order, LengthGroupedSampler) and len(loader) == 8
     with pytest.raises(ValueError, match="group_by_length"):
         padded_dataloader(Lengths(), 8, pad_token_id=0, group_by_length=True, drop_last=True)
