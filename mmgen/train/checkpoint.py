@@ -189,3 +189,16 @@ def set_rng_state(state: dict[str, Any]) -> None:
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
         why = f"its RNG state does not fit ({exc})"
         raise CheckpointError(f"not a valid checkpoint: {why}") from None
+
+
+def rescale_position(state: dict[str, Any], world_size: int, say: Callable[[str], None]) -> None:
+    """Resuming on another number of processes: each rank's batches of an epoch change, so keep
+    the fraction of the epoch that was done (the data order is no longer exactly the same)."""
+    before = int(state.get("world_size", world_size))
+    if before != world_size:
+        data = state["data"]
+        data["position"] = data["position"] * before // world_size
+        say(f"warning: the checkpoint was written by {before} processes, this run has "
+            f"{world_size}: the data order continues approximately")  # fmt: skip
+    if before != world_size or len(state["rng"]) != world_size:
+        state["rng"] = state["rng"][:1] * world_size

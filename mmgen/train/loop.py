@@ -33,7 +33,7 @@ from mmgen.train.checkpoint import CheckpointManager
 from mmgen.train.config import TrainConfig
 from mmgen.train.data import TrainData, target_tokens
 from mmgen.train.lock import hold_run_folders
-from mmgen.train.metrics import Metrics, Progress, Window
+from mmgen.train.metrics import Metrics, Progress, Window, logged_before
 from mmgen.train.signals import StopRequest
 from mmgen.train.trainer_state import load_trainer_state, save_trainer_state
 
@@ -110,7 +110,7 @@ class Trainer:
             self.step = self.saved_step = state["step"]
             self.skipped_steps = int(state.get("skipped_steps", 0))
             self.last_checkpoint = self.resume_from
-            _rescale_position(state, world, self._print)
+            checkpoint.rescale_position(state, world.size, self._print)
         build.check_modalities(config, self.model)
         if config.model.gradient_checkpointing:
             self.model.language_model.gradient_checkpointing_enable()
@@ -129,7 +129,7 @@ class Trainer:
         distributed.barrier()
         self.metrics = Metrics(
             self.out, enabled=world.main, tensorboard=config.logging.tensorboard,
-            fresh=fresh, keep=None if fresh else self._logged_before_checkpoint,
+            fresh=fresh, keep=None if fresh else self._kept_on_resume,
         )  # fmt: skip
         where = f"{world.size} x {world.device.type}" if world.distributed else world.device.type
         size = sum(p.numel() for p in self.model.parameters()) / 1e6
@@ -156,14 +156,8 @@ class Trainer:
         self.resume_from = Path(chosen)
         return found[1] if found is not None else load_trainer_state(self.resume_from)
 
-    def _logged_before_checkpoint(self, record: dict[str, Any]) -> bool:
-        """Whether a metrics record of an earlier attempt stays: records of later steps than the
-        checkpoint this run resumes from are logged again, and so are the final evaluations at
-        its step when that step is also this run's last (``_finish`` runs them again)."""
-        step, saved = record.get("step"), self.step
-        if not isinstance(step, int) or step > saved:
-            return False
-        return step < saved or record.get("kind") == "train" or saved < self.config.total_steps
+    def _kept_on_resume(self, record: dict[str, Any]) -> bool:
+        return logged_before(record, self.step, self.config.total_steps)
 
     # -- the run ---------------------------------------------------------------------------
 
@@ -424,19 +418,6 @@ class Trainer:
             progress.write(line)
         else:
             print(line, flush=True)
-
-
-def _rescale_position(state: dict[str, Any], world: distributed.World, say) -> None:
-    """Resuming on another number of processes: each rank's batches of an epoch change, so keep
-    the fraction of the epoch that was done (the data order is no longer exactly the same)."""
-    before = int(state.get("world_size", world.size))
-    if before != world.size:
-        data = state["data"]
-        data["position"] = data["position"] * before // world.size
-        say(f"warning: the checkpoint was written by {before} processes, this run has "
-            f"{world.size}: the data order continues approximately")  # fmt: skip
-    if before != world.size or len(state["rng"]) != world.size:
-        state["rng"] = state["rng"][:1] * world.size
 
 
 def _as_float(norm: torch.Tensor) -> float:

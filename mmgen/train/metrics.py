@@ -90,6 +90,16 @@ def _records(path: Path) -> list[dict[str, Any]]:
     return records
 
 
+def logged_before(record: dict[str, Any], step: int, final_step: int) -> bool:
+    """Whether a record an interrupted run logged stays when a run resumes from its checkpoint
+    of ``step``: records of later steps are logged again, and so are the final evaluations at
+    ``step`` when that is also the resumed run's last step (its end runs them again)."""
+    at = record.get("step")
+    if not isinstance(at, int) or at > step:
+        return False
+    return at < step or record.get("kind") == "train" or step < final_step
+
+
 def _rewrite(path: Path, keep: Callable[[dict[str, Any]], bool]) -> None:
     """Keep the records ``keep`` accepts (atomically: a crash leaves the old file or the new)."""
     lines = [json.dumps(record) + "\n" for record in _records(path) if keep(record)]

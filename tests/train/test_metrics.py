@@ -31,3 +31,19 @@ def test_resuming_drops_what_keep_refuses_and_appends(tmp_path: Path) -> None:
     lines = [json.loads(line) for line in path.read_text().splitlines()]
     assert [(r["kind"], r["step"]) for r in lines] == [("train", 1), ("train", 2), ("train", 3)]
     assert lines[2]["loss"] == 0.5
+
+
+def test_what_a_resumed_run_keeps() -> None:
+    from mmgen.train.metrics import logged_before
+
+    def kept(kind: str, step: int, *, resumed_at: int, final: int) -> bool:
+        return logged_before({"kind": kind, "step": step}, resumed_at, final)
+
+    # resuming mid-run at step 4: everything up to it stays, its periodic eval too
+    assert kept("train", 3, resumed_at=4, final=8) and kept("eval", 4, resumed_at=4, final=8)
+    assert not kept("train", 5, resumed_at=4, final=8)  # logged again
+    # resuming a finished run: its final evaluations at the last step are run again
+    assert kept("train", 8, resumed_at=8, final=8)
+    assert not kept("eval", 8, resumed_at=8, final=8) and not kept("test", 8, resumed_at=8, final=8)
+    # a longer run resumed from a shorter finished one keeps that one's end records
+    assert kept("test", 8, resumed_at=8, final=12)
