@@ -4,14 +4,13 @@
 transformers are imported only by code that needs them (``mmgen --help`` never does).
 """
 
-from importlib import import_module
-
 from mmgen.constants import (
     MODALITIES_KEY,
     MODALITY_TYPE_KEY,
     MODALITY_VALUE_KEY,
     NUM_EMBEDDINGS_KEY,
 )
+from mmgen.lazy import lazy_names
 
 __version__ = "0.1.0"
 
@@ -40,14 +39,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str):
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'mmgen' has no attribute {name!r}")
-    value = getattr(import_module(module), name)
-    globals()[name] = value  # later lookups skip __getattr__
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_names(__name__, _LAZY)

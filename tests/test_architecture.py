@@ -30,6 +30,7 @@ LAYERS = {
     "spec": 2,
     "testing": 2,
     "yamlfile": 1,
+    "lazy": 0,
     "resources": 1,
     "project": 1,
     "errors": 0,

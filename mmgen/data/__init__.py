@@ -4,7 +4,7 @@ Names below resolve on first use, so importing ``mmgen.data`` (e.g. for the batc
 stays free of torch.
 """
 
-from importlib import import_module
+from mmgen.lazy import lazy_names
 
 _LAZY = {
     "MultimodalProcessor": "mmgen.data.processor",
@@ -23,14 +23,4 @@ _LAZY = {
 __all__ = list(_LAZY)
 
 
-def __getattr__(name: str):
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'mmgen.data' has no attribute {name!r}")
-    value = getattr(import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_names(__name__, _LAZY)

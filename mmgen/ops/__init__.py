@@ -9,7 +9,7 @@ varlen.py      variable-length batching: ``plan_packs``, ``varlen_metadata``, pa
 alone does not (``setup.py`` and ``mmgen doctor`` read ``buildinfo``/``extension`` without it).
 """
 
-from importlib import import_module
+from mmgen.lazy import lazy_names
 
 # public name -> the module that defines it (imported on first use, see __getattr__)
 _LAZY = {
@@ -41,14 +41,4 @@ def empty_cache() -> int:
     return int(torch.ops.mmgen._empty_cache())
 
 
-def __getattr__(name: str):
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'mmgen.ops' has no attribute {name!r}")
-    value = getattr(import_module(module), name)
-    globals()[name] = value  # later lookups skip __getattr__
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_names(__name__, _LAZY)
