@@ -4,8 +4,10 @@ import ast
 import math
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -164,7 +166,8 @@ def generated_counter(formula):
     count = num_embeddings_code(spec, config_fields(spec))
     method = environment().get_template("modality/_num_embeddings.jinja").render(count=count)
     assert count["expression"] in method and "formula import" not in method
-    namespace = {"math": math, "torch": SimpleNamespace(Tensor=object), "DataError": DataError}
+    namespace = {"math": math, "torch": SimpleNamespace(Tensor=object), "DataError": DataError,
+                 "Any": Any, "Callable": Callable}  # fmt: skip
     exec("class Counter:\n" + method, namespace)  # the method exactly as generated
     counter = namespace["Counter"]()
     counter.config = SimpleNamespace(downsample_factor=2, encoder_options=spec.encoder.options)

@@ -154,7 +154,10 @@ def num_embeddings_code(spec: Spec, fields: list[ConfigField]) -> dict[str, Any]
     """
     if isinstance(spec.num_embeddings, int):
         fixed = {"fixed": spec.num_embeddings, "formula": None, "expression": None}
-        return {**fixed, "whole": True, "uses_math": False, "reads_encoder_config": False}
+        return {
+            **fixed, "whole": True, "uses_math": False, "reads_encoder_config": False,
+            "uses_shape": False, "numeric": spec.processor.kind == "numeric",
+        }  # fmt: skip
     formula = parse(spec.num_embeddings)
     hf = spec.encoder.kind == "transformers"
     expression = to_python(
@@ -176,6 +179,8 @@ def num_embeddings_code(spec: Spec, fields: list[ConfigField]) -> dict[str, Any]
         "whole": whole,
         "uses_math": bool(formula.functions & {"ceil", "floor"}),
         "reads_encoder_config": hf and bool(formula.encoder_fields),
+        "uses_shape": formula.uses_shape,  # the count follows the processed value's shape
+        "numeric": spec.processor.kind == "numeric",  # whose output shape the config fixes
     }
 
 

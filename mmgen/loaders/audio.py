@@ -62,3 +62,25 @@ class RawAudioLoader(BaseModalityLoader):
             wave = soxr.resample(wave, rate, self.sampling_rate, quality="HQ")
         wave = wave.mean(axis=1) if self.mono else wave.T
         return np.ascontiguousarray(wave, dtype=np.float32)
+
+    def measure(self, sample: dict[str, Any]) -> dict[str, Any] | None:
+        """``frames``, ``sampling_rate``, ``channels`` and ``seconds`` as stored (before any
+        resampling), from the file header; nothing is decoded."""
+        source = classify(sample)
+        if source.kind in ("bytes", "path"):
+            errors = (soundfile.LibsndfileError, RuntimeError, TypeError)
+            info = source.decode("audio", soundfile.info, errors)
+            frames, rate, channels = info.frames, info.samplerate, info.channels
+        elif source.kind == "array":
+            shape = np.shape(source.payload)
+            frames, channels = shape[0], shape[1] if len(shape) > 1 else 1
+            rate = source.sampling_rate or self.sampling_rate
+        else:
+            return None
+        seconds = frames / rate if rate else None
+        return {
+            "frames": int(frames),
+            "sampling_rate": rate,
+            "channels": channels,
+            "seconds": seconds,
+        }

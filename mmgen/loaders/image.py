@@ -38,6 +38,26 @@ class RawImageLoader(BaseModalityLoader):
             raise DataError(f"cannot load an image from a {type(source.payload).__name__}")
         return image.convert(self.mode) if self.mode and image.mode != self.mode else image
 
+    def measure(self, sample: dict[str, Any]) -> dict[str, Any] | None:
+        """``width``, ``height`` and the file's ``mode``, from the header (no pixel is decoded)."""
+        source = classify(sample)
+        if source.kind in ("bytes", "path"):
+            errors = (UnidentifiedImageError, OSError, SyntaxError, ValueError)
+            width, height, mode = source.decode("image", _header, errors)
+        elif source.kind == "array":
+            height, width = source.payload.shape[:2]
+            mode = None
+        elif isinstance(source.payload, Image.Image):
+            (width, height), mode = source.payload.size, source.payload.mode
+        else:
+            return None
+        return {"width": int(width), "height": int(height), "mode": mode}
+
+
+def _header(handle) -> tuple[int, int, str]:
+    with Image.open(handle) as opened:  # reads the header only: pixels decode on load()
+        return opened.size[0], opened.size[1], opened.mode
+
 
 def _open(handle) -> Image.Image:
     with Image.open(handle) as opened:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -35,6 +36,12 @@ class BaseModalityLoader(ABC):
     @abstractmethod
     def load(self, sample: dict[str, Any]) -> Any:
         """Return the raw modality for ``sample`` (a dict holding the ``"value"`` key)."""
+
+    def measure(self, sample: dict[str, Any]) -> dict[str, Any] | None:
+        """What can be told of ``sample``'s value without decoding it (e.g. an audio file's
+        frames and rate from its header), or None when nothing can, the default. Raises a
+        ``DataError`` for a value that cannot be read (a missing file, a broken header)."""
+        return None
 
     def __call__(self, sample: dict[str, Any]) -> Any:
         return self.load(sample)
@@ -89,6 +96,15 @@ class BaseModalityProcessor(ABC):
     @abstractmethod
     def process(self, modality: dict[str, Any]) -> dict[str, Any]:
         """Return ``modality`` with its value processed and ``num_embeddings`` set."""
+
+    def count(
+        self, modality: dict[str, Any], measure: Callable[[], dict[str, Any] | None]
+    ) -> int | None:
+        """The ``num_embeddings`` ``process`` would give for this dataset entry, without
+        loading or processing its value (the data scan measures whole datasets this way); None
+        when only processing can tell, the default. ``measure()`` returns what the loader reads
+        cheaply (``BaseModalityLoader.measure``: a file header, an array's shape)."""
+        return None
 
     def __call__(self, modality: dict[str, Any]) -> dict[str, Any]:
         return self.process(modality)

@@ -38,6 +38,11 @@ class SignalPreprocessor:
         self.normalize = normalize
         self.channels = channels
 
+    def output_shape(self) -> tuple[int, int] | None:
+        """``(channels, length)`` of every output when a length is set, else None (the length
+        then follows the input's)."""
+        return (self.channels, self.length) if self.length is not None else None
+
     def __call__(self, signal: Any, sampling_rate: int | None = None) -> torch.Tensor:
         x = torch.as_tensor(np.asarray(signal, dtype=np.float32))
         if x.dim() == 1:

@@ -35,3 +35,13 @@ class DocumentLoader(BaseModalityLoader):
         if kind == "path":
             return payload.read_text(encoding=self.encoding)
         return str(payload)
+
+    def measure(self, sample: dict[str, Any]) -> dict[str, Any] | None:
+        """``characters`` of the text (a file is read, not decoded: ``bytes`` of it)."""
+        value = sample.get(MODALITY_VALUE_KEY)
+        if isinstance(value, str):
+            return {"characters": len(value)}
+        kind, payload = read_value(sample, ACCEPTS)
+        if kind == "path":
+            return {"bytes": payload.stat().st_size}
+        return {"bytes": len(payload)} if kind == "bytes" else None

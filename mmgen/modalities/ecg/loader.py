@@ -34,3 +34,17 @@ class EcgLoader(BaseModalityLoader):
             return payload.astype(self.dtype)
         source = io.BytesIO(payload) if kind == "bytes" else payload
         return np.load(source, allow_pickle=False).astype(self.dtype)
+
+    def measure(self, sample: dict[str, Any]) -> dict[str, Any] | None:
+        """The array's ``shape``: a ``.npy`` file's from its header, nothing else read."""
+        kind, payload = read_value(sample, ACCEPTS)
+        if kind == "array":
+            return {"shape": tuple(payload.shape)}
+        handle = io.BytesIO(payload) if kind == "bytes" else payload.open("rb")
+        with handle:
+            version = np.lib.format.read_magic(handle)
+            read = np.lib.format.read_array_header_1_0
+            if version != (1, 0):
+                read = np.lib.format.read_array_header_2_0
+            shape, _, _ = read(handle)
+        return {"shape": tuple(shape)}

@@ -6,6 +6,7 @@ embeddings.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -52,3 +53,16 @@ class EcgProcessor(BaseModalityProcessor):
         if count < 1:
             raise DataError(f"num_embeddings gave {count}: not a positive number")
         return count
+
+    def count(
+        self, modality: dict[str, Any], measure: Callable[[], dict[str, Any] | None]
+    ) -> int | None:
+        """The item's num_embeddings without loading it, for the data scan's length index
+        (``measure()`` reads what the loader can tell cheaply, e.g. a file header).
+
+        The processed shape is fixed by the config when it sets a length.
+        """
+        shape = self.preprocess.output_shape()
+        if shape is None:  # the length follows the input: the scan processes the item
+            return None
+        return self.num_embeddings(torch.empty(shape, device="meta"))

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -56,3 +57,13 @@ class VideoProcessor(BaseModalityProcessor):
         if count < 1:
             raise DataError(f"num_embeddings gave {count}: not a positive number")
         return count
+
+    def count(
+        self, modality: dict[str, Any], measure: Callable[[], dict[str, Any] | None]
+    ) -> int | None:
+        """The item's num_embeddings without loading it, for the data scan's length index
+        (``measure()`` reads what the loader can tell cheaply, e.g. a file header).
+
+        The count follows the processed value: the scan processes the item instead.
+        """
+        return None
