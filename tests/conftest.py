@@ -3,6 +3,8 @@ tests/helpers/tiny_models.py). Names start with ``model_`` or ``tiny_``."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from helpers.tiny_models import save_tiny_clip, save_tiny_whisper, tiny_tokenizer
 
@@ -26,3 +28,12 @@ def model_whisper_dir(tmp_path_factory):
 @pytest.fixture
 def tiny_llm_tokenizer():
     return tiny_tokenizer()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def mmgen_cache(tmp_path_factory):
+    """Data indexes (and anything else mmgen caches) go to a folder of this test session, not
+    the user's ~/.cache/mmgen; subprocesses inherit it."""
+    folder = tmp_path_factory.mktemp("mmgen-cache")
+    os.environ["MMGEN_CACHE"] = str(folder)
+    return folder

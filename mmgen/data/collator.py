@@ -28,8 +28,10 @@ class PackedCollator:
     def __init__(self, *, max_length: int | None = None, max_items: int | None = None) -> None:
         self.max_length, self.max_items = max_length, max_items
 
-    def __call__(self, samples: Sequence[ProcessedSample]) -> PackedBatch:
+    def __call__(self, samples: Sequence[ProcessedSample | None]) -> PackedBatch | None:
         samples = _fit(samples, self.max_length, self.max_items)
+        if not samples:
+            return None
         from mmgen import ops  # the compiled extension, loaded on first batch
 
         lengths = torch.tensor([s.length for s in samples], dtype=torch.long)
@@ -68,8 +70,10 @@ class PaddedCollator:
         self.pad_token_id, self.multiple = pad_token_id, pad_to_multiple_of
         self.max_length, self.max_items = max_length, max_items
 
-    def __call__(self, samples: Sequence[ProcessedSample]) -> PackedBatch:
+    def __call__(self, samples: Sequence[ProcessedSample | None]) -> PackedBatch | None:
         samples = _fit(samples, self.max_length, self.max_items)
+        if not samples:
+            return None
         width = max(s.length for s in samples)
         if self.multiple:
             width = -(-width // self.multiple) * self.multiple
@@ -106,10 +110,13 @@ def modality_batches(samples: Sequence[ProcessedSample]) -> dict[str, ModalityBa
 
 
 def _fit(
-    samples: Sequence[ProcessedSample], max_length: int | None, max_items: int | None
+    samples: Sequence[ProcessedSample | None], max_length: int | None, max_items: int | None
 ) -> list[ProcessedSample]:
+    """The samples cut to the budgets; a ``None`` (a sample skipped when it was read, under
+    ``on_error: skip``) is left out, so a batch of nothing but those collates to ``None``."""
     if not samples:
         raise ValueError("cannot collate an empty batch")
+    kept = [sample for sample in samples if sample is not None]
     if max_length is None and max_items is None:
-        return list(samples)
-    return [sample.truncate(max_length, max_items) for sample in samples]
+        return kept
+    return [sample.truncate(max_length, max_items) for sample in kept]

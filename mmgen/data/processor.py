@@ -16,7 +16,7 @@ import logging
 import math
 import re
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
@@ -35,7 +35,7 @@ from mmgen.constants import (
 )
 from mmgen.data.chat import ASSISTANT, Segment, plain_segments, template_segments
 from mmgen.data.rows import Entry, Row, parse_row
-from mmgen.data.sample import ModalityItem, ProcessedSample
+from mmgen.data.sample import ModalityItem, ProcessedSample, SampleSize, cut_point
 from mmgen.data.skips import SkipLog
 from mmgen.errors import ConfigError, DataError
 from mmgen.loaders._source import resolve_paths
@@ -144,12 +144,7 @@ class MultimodalProcessor:
                 no end-of-text for ``text`` rows); every label is ``-100``. A final assistant
                 turn is left out (it is the reference answer of an evaluation row).
         """
-        row = parse_row(sample, names=self.names, origin=origin)
-        if generation and row.turns and row.turns[-1].role == ASSISTANT:
-            row = replace(row, turns=row.turns[:-1])
-        segments = self._segments(row, generation)
-        pieces = self._pieces(segments)
-        self._check_counts(row, pieces)
+        row, segments, pieces = self._prepare(sample, origin, generation)
         texts = [piece for piece, _ in pieces if isinstance(piece, str)]
         encoded = iter(self._tokenize(texts))
         entries = {n: iter([e for e in row.modalities if e.modality == n]) for n in self.names}
@@ -176,6 +171,107 @@ class MultimodalProcessor:
             items=items,
         )
         return self._fit(result, row)
+
+    def measure(
+        self,
+        samples: Sequence[tuple[Mapping[str, Any], str | None, str | Path | None]],
+        *,
+        headers: bool = True,
+    ) -> list[SampleSize | DataError]:
+        """What ``process`` would make of each ``(sample, origin, base_dir)`` — its length and
+        item spans, after truncation — without loading the values whose processor can count
+        them (``BaseModalityProcessor.count``); the others are processed. The texts of all the
+        samples are tokenized in one batched call. A bad sample gives its ``DataError``.
+
+        ``headers``: read each item's header even when its count does not need it
+        (``BaseModalityLoader.measure``), so a missing or unreadable file is found now; with
+        ``False`` a counted item's value is not touched at all."""
+        prepared: list[Any] = []
+        for sample, origin, base_dir in samples:
+            try:
+                row, _, pieces = self._prepare(sample, origin, generation=False)
+                prepared.append((row, pieces, Path(base_dir) if base_dir is not None else None))
+            except DataError as error:
+                prepared.append(error)
+        texts = [
+            piece for entry in prepared if not isinstance(entry, DataError)
+            for piece, _ in entry[1] if isinstance(piece, str)
+        ]  # fmt: skip
+        counts = iter(len(tokens) for tokens in self._tokenize(texts))
+        sizes: list[SampleSize | DataError] = []
+        for entry in prepared:
+            if isinstance(entry, DataError):
+                sizes.append(entry)
+                continue
+            row, pieces, base = entry
+            text = [next(counts) for piece, _ in pieces if isinstance(piece, str)]
+            try:
+                sizes.append(self._size(row, pieces, text, base, headers))
+            except DataError as error:
+                sizes.append(error)
+        return sizes
+
+    def _size(
+        self, row: Row, pieces, text: list[int], base: Path | None, headers: bool
+    ) -> SampleSize:
+        entries = {n: iter([e for e in row.modalities if e.modality == n]) for n in self.names}
+        texts = iter(text)
+        length, spans = 0, []
+        for piece, _ in pieces:
+            if isinstance(piece, str):
+                length += next(texts)
+                continue
+            count = self._count(row, next(entries[piece.name]), base, length, headers)
+            spans.append((length, length + count))
+            length += count
+        if length == 0:
+            raise DataError(f"{row.where}: has no tokens")
+        if self.max_length is not None and length > self.max_length:
+            if self.truncation == "error":
+                raise DataError(
+                    f"{row.where}: {length} tokens, more than max_length={self.max_length}"
+                )
+            cut = cut_point(spans, length, self.max_length)
+            if cut == 0:
+                raise DataError(
+                    f"sample {row.id!r}: cannot shorten to max_length={self.max_length}"
+                    " without cutting through its first modality instance"
+                )
+            length, spans = cut, [span for span in spans if span[1] <= cut]
+        return SampleSize(row.id, length, tuple(spans))
+
+    def _count(self, row: Row, entry: Entry, base: Path | None, start: int, headers: bool) -> int:
+        """An item's num_embeddings: counted by its processor, or by processing it."""
+        name = entry.modality
+        data = resolve_paths(entry.data, base)
+        measured: list[Any] = []
+
+        def measure() -> dict[str, Any] | None:  # read once, however often asked
+            if not measured:
+                measured.append(self.loaders[name].measure(data))
+            return measured[0]
+
+        try:
+            if headers:
+                measure()
+            count = self.processors[name].count(data, measure)
+        except _DATA_ERRORS as exc:
+            raise DataError(f"{row.where}: field {entry.field} ({name}): {exc}") from exc
+        if count is None:
+            return self._item(row, entry, base, start).num_embeddings
+        if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+            raise DataError(f"{row.where}: field {entry.field} ({name}): {count!r} embeddings")
+        return count
+
+    def _prepare(self, sample: Mapping[str, Any], origin: str | None, generation: bool):
+        """The row, its rendered segments, and the pieces between its placeholders."""
+        row = parse_row(sample, names=self.names, origin=origin)
+        if generation and row.turns and row.turns[-1].role == ASSISTANT:
+            row = replace(row, turns=row.turns[:-1])
+        segments = self._segments(row, generation)
+        pieces = self._pieces(segments)
+        self._check_counts(row, pieces)
+        return row, segments, pieces
 
     def _tokenize(self, texts: list[str]) -> list[list[int]]:
         # one batched call per sample: fast tokenizers encode the pieces in parallel

@@ -37,6 +37,16 @@ class ModalityItem:
 
 
 @dataclass(frozen=True)
+class SampleSize:
+    """What packing needs of a sample, known without processing it (``MultimodalProcessor.
+    measure``): its id, its length in tokens and each item's ``(start, end)`` span."""
+
+    id: str
+    length: int
+    spans: tuple[tuple[int, int], ...]
+
+
+@dataclass(frozen=True)
 class ProcessedSample:
     """A tokenized sample with its placeholders expanded.
 

@@ -7,6 +7,7 @@ Every user mistake found here is a ``ConfigError`` naming the config line (``fil
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -187,8 +188,13 @@ def load_split(config: TrainConfig, processor: Any, split: str):
     from mmgen.data.dataset import MultimodalDataset
 
     path = data_path(config, split)
+    data = config.data
+    workers = data.scan_workers or len(os.sched_getaffinity(0))
     with _one_thread():
-        return MultimodalDataset(path, processor, cache=config.data.cache)
+        return MultimodalDataset(
+            path, processor, cache=data.cache, index=data.index, scan_workers=workers,
+            scan_headers=data.scan_headers, progress=True,
+        )  # fmt: skip
 
 
 def data_path(config: TrainConfig, split: str) -> Path:

@@ -82,6 +82,10 @@ class DataSection(Strict):
     truncation: Literal["shorten", "error"] = "shorten"  # cut at a modality-item boundary
     cache: bool = False  # keep processed samples in memory (small datasets: no re-decoding)
     num_workers: int = Field(0, ge=0)  # DataLoader workers decoding media in parallel
+    # the length scan (kept in $MMGEN_CACHE/index, reused by later runs and every rank):
+    index: bool = True  # keep it; false: measure every run
+    scan_workers: int | None = Field(None, gt=0)  # processes measuring rows; null: every core
+    scan_headers: bool = True  # read each item's header: missing/unreadable files found up front
     chat_template: str = "auto"  # the tokenizer's template, "plain", or a Jinja template
 
 

@@ -40,7 +40,10 @@ def eval_loss(
     """Token-weighted mean loss over ``batches`` (lists of dataset indices) of ``dataset``."""
     totals = torch.zeros(2, dtype=torch.float64, device=world.device)
     for indices, counts in shard(batches, world):
-        batch = to_device(collate([dataset[i] for i in indices]), world.device)
+        batch = collate([dataset[i] for i in indices])
+        if batch is None:  # every sample of it was skipped when read
+            continue
+        batch = to_device(batch, world.device)
         with autocast():
             # num_items_in_batch=1 makes HF's loss the sum over the batch's target tokens
             loss = model(**batch, num_items_in_batch=1).loss

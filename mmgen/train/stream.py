@@ -43,9 +43,9 @@ class BatchStream:
                 self.loader.batch_sampler.set_epoch(self.epoch, self.position)
                 self.loader.generator.manual_seed(self.seed + self.epoch)
                 self._batches = iter(self.loader)
-            batch = next(self._batches, None)
-            if batch is not None:
+            for batch in self._batches:
                 self.position += 1
-                return batch
+                if batch is not None:  # None: every sample of it was skipped when read
+                    return batch
             self.epoch, self.position, self._batches = self.epoch + 1, 0, None
         raise RuntimeError("the training data yields no batches (is the dataset empty?)")
