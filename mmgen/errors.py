@@ -36,7 +36,15 @@ class ConfigError(MmgenError, ValueError):
 
 
 class DataError(MmgenError, ValueError):
-    """A dataset sample, file or media value cannot be used."""
+    """A dataset sample, file or media value cannot be used.
+
+    ``reason`` is the kind of problem ``on_error: skip`` counts it under (``"missing file"``,
+    ``"unreadable media"``, ...; see ``mmgen.data.skips``), or None for a plain bad sample.
+    """
+
+    def __init__(self, message: str, *, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class ExtensionError(MmgenError, ImportError):

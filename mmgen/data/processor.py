@@ -293,7 +293,8 @@ class MultimodalProcessor:
                 raise DataError(
                     f"{row.where}: field {row.text_field} has {found[name]}"
                     f" {self.placeholder_tokens[name]} placeholder(s) but {listed} has"
-                    f" {given[name]} {name!r} entr{'y' if given[name] == 1 else 'ies'}"
+                    f" {given[name]} {name!r} entr{'y' if given[name] == 1 else 'ies'}",
+                    reason="placeholder mismatch",
                 )
 
     def _item(self, row: Row, entry: Entry, base: Path | None, start: int) -> ModalityItem:
