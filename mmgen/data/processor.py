@@ -144,7 +144,9 @@ class MultimodalProcessor:
                 no end-of-text for ``text`` rows); every label is ``-100``. A final assistant
                 turn is left out (it is the reference answer of an evaluation row).
         """
-        row = parse_row(sample, names=self.names, origin=origin)
+        row = parse_row(
+            sample, names=self.names, origin=origin, placeholders=self.placeholder_tokens
+        )
         if generation and row.turns and row.turns[-1].role == ASSISTANT:
             row = replace(row, turns=row.turns[:-1])
         segments = self._segments(row, generation)
