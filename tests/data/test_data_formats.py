@@ -15,7 +15,7 @@ from helpers.layouts import llava, multimeditron, openai, write_file, write_medi
 from mmgen import MultimodalProcessor
 from mmgen.data import MultimodalDataset
 from mmgen.data.parquet import ParquetSource
-from mmgen.errors import DataError
+from mmgen.errors import ConfigError, DataError
 
 
 @pytest.fixture
@@ -201,3 +201,26 @@ def test_media_root_moves_where_relative_paths_start(tmp_path, processor):
     write_file(saved, [llava()])
     for data in (tmp_path / "data" / "t.parquet", saved):
         assert len(MultimodalDataset(data, processor, media_root=tmp_path / "store")) == 1
+
+
+def test_media_root_in_the_training_config(tmp_path, processor):
+    from mmgen.train.build import load_split, media_root
+    from mmgen.train.config import load_config
+
+    write_media(tmp_path / "store")
+    (tmp_path / "pyproject.toml").write_text('[tool.mmgen]\npackage = "demo"\n')
+    write_file(tmp_path / "data.jsonl", [llava()])
+    text = (
+        "model: {text_config: {model_type: llama}}\n"
+        "data:\n  train: data.jsonl\n  media_root: store\n"
+        "stages: [{name: full, steps: 1}]\n"
+    )
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "configs" / "train.yaml").write_text(text)
+    config = load_config(tmp_path / "configs" / "train.yaml")
+    assert media_root(config) == tmp_path / "store"  # relative to the project root
+    assert len(load_split(config, processor, "train")[0].items) == 2
+    (tmp_path / "configs" / "train.yaml").write_text(text.replace("store", "nowhere"))
+    config = load_config(tmp_path / "configs" / "train.yaml")
+    with pytest.raises(ConfigError, match=r"train.yaml:4: data.media_root: folder not found"):
+        load_split(config, processor, "train")
