@@ -9,8 +9,10 @@ is given, else the dataset file's folder (a saved dataset's own folder).
 
 from __future__ import annotations
 
+import bisect
 import json
 import os
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +24,7 @@ from mmgen.errors import DataError
 ACCEPTED = ".jsonl (one object per line), .json (a list of objects), .parquet, or a folder saved"
 ACCEPTED += " with datasets' save_to_disk"
 
+_KEEP_GROUPS = 2  # parquet row groups held: a scan needs one, a second spares boundary re-reads
 # what a file that should hold text starts with when it holds something else
 _MAGIC = {b"PAR1": "parquet data (name it .parquet)", b"\x1f\x8b": "gzip data (decompress it)"}
 
@@ -130,10 +133,87 @@ class JsonListSource(Sequence[SourceRow]):
         return SourceRow(self.rows[index], f"{self.path}[{index}]", self.base_dir)
 
 
+class ParquetSource(Sequence[SourceRow]):
+    """A parquet file, read one row group at a time when first asked for: opening a large file
+    reads only its footer, and a scan holds one group's media at a time. Row ``i`` is named
+    ``file.parquet[i]`` in errors.
+
+    Columns become the row's fields as pyarrow converts them: binary columns are ``bytes`` (media
+    values the loaders read), structs are dicts (``datasets``' Image/Audio ``{"bytes", "path"}``),
+    lists are lists. Random access (a shuffled epoch) reads a row's whole group: parquet has no
+    smaller unit; the last few groups are kept.
+    """
+
+    def __init__(self, path: str | os.PathLike, *, base_dir: Path | None = None) -> None:
+        self.path = Path(path)
+        self.base_dir = base_dir or self.path.resolve().parent
+        metadata = self._file().metadata
+        self._starts = [0]
+        for group in range(metadata.num_row_groups):
+            self._starts.append(self._starts[-1] + metadata.row_group(group).num_rows)
+
+    def __len__(self) -> int:
+        return self._starts[-1]
+
+    def __getitem__(self, index: int) -> SourceRow:  # type: ignore[override]
+        index = int(index)
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError(f"{self.path}: row {index} of {len(self)}")
+        group = bisect.bisect_right(self._starts, index) - 1
+        table = self._group(group)
+        origin = f"{self.path}[{index}]"
+        if isinstance(table, DataError):
+            raise DataError(f"{origin}: {table}", reason="malformed row")
+        row = table.slice(index - self._starts[group], 1).to_pylist()[0]
+        return SourceRow(row, origin, self.base_dir)
+
+    def __getstate__(self) -> dict[str, Any]:
+        # DataLoader workers reopen the file: an open handle does not pickle
+        return {k: v for k, v in self.__dict__.items() if k not in ("_handle", "_groups", "_pid")}
+
+    def _file(self) -> Any:
+        """The open ``ParquetFile``, reopened in a new process (forked workers must not share
+        one file position)."""
+        if getattr(self, "_pid", None) != os.getpid():
+            import pyarrow
+            import pyarrow.parquet as pq
+
+            try:
+                self._handle = pq.ParquetFile(self.path)
+            except (pyarrow.ArrowException, OSError) as exc:
+                raise DataError(f"{self.path}: not a parquet file: {_one_line(exc)}") from None
+            self._pid, self._groups = os.getpid(), OrderedDict()
+        return self._handle
+
+    def _group(self, group: int) -> Any:
+        """Row group ``group`` as a pyarrow table, or the ``DataError`` reading it gave."""
+        handle = self._file()
+        if group in self._groups:
+            self._groups.move_to_end(group)
+            return self._groups[group]
+        import pyarrow
+
+        try:
+            table: Any = handle.read_row_group(group)
+        except (pyarrow.ArrowException, OSError) as exc:
+            # kept, so the group's other rows fail at once instead of re-reading it each
+            table = DataError(f"cannot read row group {group}: {_one_line(exc)}")
+        self._groups[group] = table
+        while len(self._groups) > _KEEP_GROUPS:
+            self._groups.popitem(last=False)
+        return table
+
+
 def _check_text(path: Path, head: bytes) -> None:
     for magic, what in _MAGIC.items():
         if head.startswith(magic):
             raise DataError(f"{path}: holds {what}, not JSON text")
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split())  # pyarrow's messages may span lines
 
 
 def _json_type(value: Any) -> str:
@@ -187,8 +267,6 @@ def open_source(
         if suffix == ".json":
             return JsonListSource(path, base_dir=base)
         if suffix == ".parquet":
-            from mmgen.data.parquet import ParquetSource  # pyarrow loads only for parquet
-
             return ParquetSource(path, base_dir=base)
         raise DataError(f"{path}: cannot read a {suffix or 'extensionless'} file; give {ACCEPTED}")
     if _is_hf(data):
