@@ -36,7 +36,35 @@ class ConfigError(MmgenError, ValueError):
 
 
 class DataError(MmgenError, ValueError):
-    """A dataset sample, file or media value cannot be used."""
+    """A dataset sample, file or media value cannot be used.
+
+    ``reason`` is the kind of problem ``on_error: skip`` counts it under (``"missing file"``,
+    ``"unreadable media"``, ...; see ``mmgen.data.skips``), or None for a plain bad sample.
+    """
+
+    def __init__(self, message: str, *, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+    def __reduce__(self):
+        # keep the reason across processes (scan workers): an exception pickles its args only,
+        # and its cause chain not at all
+        return (_data_error, (str(self), reason_of(self)))
+
+
+def reason_of(error: BaseException) -> str:
+    """The first ``reason`` along ``error``'s cause chain, else ``"bad sample"``."""
+    seen: BaseException | None = error
+    while seen is not None:
+        reason = getattr(seen, "reason", None)
+        if reason:
+            return reason
+        seen = seen.__cause__
+    return "bad sample"
+
+
+def _data_error(message: str, reason: str) -> DataError:
+    return DataError(message, reason=None if reason == "bad sample" else reason)
 
 
 class ExtensionError(MmgenError, ImportError):

@@ -248,7 +248,8 @@ def test_bad_samples_are_named_or_skipped_and_the_rest_trains(
     dataset = MultimodalDataset([*rows[:2], *bad, *rows[2:]], processor)
     assert dataset.ids == [row["id"] for row in ROWS]
     assert dataset.report().startswith(
-        "5 of 9 samples kept; skipped 4 of 9 samples (4 bad samples)"
+        "5 of 9 samples kept; skipped 4 of 9 samples"
+        " (1 missing file, 1 placeholder mismatch, 2 unreadable media)"
     )
     (batch,) = list(packed_dataloader(dataset, capacity=512))
     loss = model(**batch).loss

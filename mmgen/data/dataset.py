@@ -34,10 +34,11 @@ class MultimodalDataset(Dataset):
     """Processed samples of ``data`` (see ``mmgen.data.readers.open_source`` for what it takes).
 
     Args:
-        data: a JSONL path, a ``save_to_disk`` folder, a ``datasets.Dataset``/``DatasetDict``
-            (pick ``split``), or a list of dicts.
+        data: a ``.jsonl``, ``.json`` or ``.parquet`` path, a ``save_to_disk`` folder, a
+            ``datasets.Dataset``/``DatasetDict`` (pick ``split``), or a list of dicts.
         processor: the ``MultimodalProcessor`` that tokenizes and processes each sample.
-        base_dir: folder that relative modality paths resolve against (default: the dataset's).
+        media_root: folder that relative media paths resolve against (default: the dataset
+            file's folder); ``base_dir`` is its older name.
         on_error: ``"raise"`` or ``"skip"`` bad samples and malformed lines (default: the
             processor's). Skips are counted in ``self.skipped`` and logged once after the scan.
         cache: keep processed samples in memory once made instead of processing them again.
@@ -70,6 +71,7 @@ class MultimodalDataset(Dataset):
         scan_workers: int = 1,
         scan_headers: bool = True,
         progress: bool = False,
+        media_root: str | os.PathLike | None = None,
     ) -> None:
         self.processor = processor
         self.on_error = on_error or processor.on_error
@@ -77,13 +79,18 @@ class MultimodalDataset(Dataset):
             raise ValueError(f"on_error must be 'raise' or 'skip', got {self.on_error!r}")
         self.skipped = SkipLog()
         self.source = open_source(
-            data, base_dir=base_dir, split=split, on_error=self.on_error, skips=self.skipped
+            data,
+            base_dir=base_dir,
+            split=split,
+            on_error=self.on_error,
+            skips=self.skipped,
+            media_root=media_root,
         )
         key = None
         if index:
             key = fingerprint(
-                data, processor, split=split, on_error=self.on_error, base_dir=base_dir,
-                headers=scan_headers,
+                data, processor, split=split, on_error=self.on_error,
+                base_dir=media_root or base_dir, headers=scan_headers,
             )  # fmt: skip
 
         def build() -> DataIndex:

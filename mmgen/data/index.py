@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from mmgen.data.sample import SampleSize
-from mmgen.data.skips import SkipLog
+from mmgen.data.skips import SkipLog, reason_of
 from mmgen.errors import DataError
 
 FORMAT = "mmgen-data-index"
@@ -121,7 +121,7 @@ def build_index(
             if isinstance(size, DataError):
                 if on_error == "raise":
                     raise size
-                skipped.add("bad sample", size)
+                skipped.add(reason_of(size), size)
                 continue
             rows.append(position)
             sizes.append(size)
@@ -132,7 +132,7 @@ def build_index(
     start = time.perf_counter()
     payloads = _payloads(source, chunks)
     if chunks:
-        keep(chunks[0], processor.measure(next(payloads), headers=headers))
+        keep(chunks[0], _measure_chunk(processor, next(payloads), headers))
     remaining = (time.perf_counter() - start) * (len(chunks) - 1)
     workers = workers if remaining > PARALLEL_AFTER_SECONDS else 1
     with _measurer(processor, workers, headers) as measure:
@@ -142,10 +142,27 @@ def build_index(
     return DataIndex.from_sizes(rows, sizes, len(source), skipped)
 
 
-def _payloads(source: Sequence[Any], chunks: list[range]) -> Iterator[list[tuple]]:
+def _payloads(source: Sequence[Any], chunks: list[range]) -> Iterator[list[tuple | DataError]]:
+    """Each chunk's rows as ``(row, origin, base_dir)``, or the error of a row that cannot be
+    read (a corrupt parquet row group)."""
     for chunk in chunks:
-        rows = [source[i] for i in chunk]
-        yield [(r.row, r.origin, str(r.base_dir) if r.base_dir else None) for r in rows]
+        entries: list[tuple | DataError] = []
+        for i in chunk:
+            try:
+                r = source[i]
+            except DataError as error:
+                entries.append(error)
+                continue
+            entries.append((r.row, r.origin, str(r.base_dir) if r.base_dir else None))
+        yield entries
+
+
+def _measure_chunk(
+    processor: Any, entries: list[tuple | DataError], headers: bool
+) -> list[SampleSize | DataError]:
+    readable = [entry for entry in entries if not isinstance(entry, DataError)]
+    measured = iter(processor.measure(readable, headers=headers))
+    return [entry if isinstance(entry, DataError) else next(measured) for entry in entries]
 
 
 @contextlib.contextmanager
@@ -154,7 +171,7 @@ def _measurer(processor: Any, workers: int, headers: bool):
     processes (spawned: a forked copy of a process holding CUDA or tokenizer threads can hang),
     each given the processor once."""
     if workers <= 1:
-        yield lambda payloads: (processor.measure(p, headers=headers) for p in payloads)
+        yield lambda payloads: (_measure_chunk(processor, p, headers) for p in payloads)
         return
     context = multiprocessing.get_context("spawn")
     with context.Pool(workers, initializer=_install, initargs=(processor, headers)) as pool:
@@ -169,8 +186,8 @@ def _install(processor: Any, headers: bool) -> None:
     _WORKER.update(processor=processor, headers=headers)
 
 
-def _measure_in_worker(payload: list[tuple]) -> list[SampleSize | DataError]:
-    return _WORKER["processor"].measure(payload, headers=_WORKER["headers"])
+def _measure_in_worker(payload: list[tuple | DataError]) -> list[SampleSize | DataError]:
+    return _measure_chunk(_WORKER["processor"], payload, _WORKER["headers"])
 
 
 class _progress:

@@ -265,7 +265,9 @@ class MultimodalProcessor:
 
     def _prepare(self, sample: Mapping[str, Any], origin: str | None, generation: bool):
         """The row, its rendered segments, and the pieces between its placeholders."""
-        row = parse_row(sample, names=self.names, origin=origin)
+        row = parse_row(
+            sample, names=self.names, origin=origin, placeholders=self.placeholder_tokens
+        )
         if generation and row.turns and row.turns[-1].role == ASSISTANT:
             row = replace(row, turns=row.turns[:-1])
         segments = self._segments(row, generation)
@@ -389,7 +391,8 @@ class MultimodalProcessor:
                 raise DataError(
                     f"{row.where}: field {row.text_field} has {found[name]}"
                     f" {self.placeholder_tokens[name]} placeholder(s) but {listed} has"
-                    f" {given[name]} {name!r} entr{'y' if given[name] == 1 else 'ies'}"
+                    f" {given[name]} {name!r} entr{'y' if given[name] == 1 else 'ies'}",
+                    reason="placeholder mismatch",
                 )
 
     def _item(self, row: Row, entry: Entry, base: Path | None, start: int) -> ModalityItem:

@@ -1,14 +1,18 @@
-"""Dataset readers: JSONL files, HF ``datasets`` (``load_from_disk`` folders or ``Dataset``
-objects) and in-memory lists, all seen as a sequence of ``SourceRow``.
+"""Dataset readers: JSONL files, JSON files holding a list, parquet files, HF ``datasets``
+(``save_to_disk`` folders or ``Dataset`` objects) and in-memory lists, all seen as a sequence of
+``SourceRow``.
 
-Each row carries where it came from (``train.jsonl:7``, ``train[12]``) for error messages, and the
-folder its relative modality paths are relative to (the dataset file's or folder's).
+Each row carries where it came from (``train.jsonl:7``, ``train.json[12]``, ``train[12]``) for
+error messages, and the folder its relative media paths resolve against: the media root when one
+is given, else the dataset file's folder (a saved dataset's own folder).
 """
 
 from __future__ import annotations
 
+import bisect
 import json
 import os
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +20,13 @@ from typing import Any, Literal
 
 from mmgen.data.skips import SkipLog
 from mmgen.errors import DataError
+
+ACCEPTED = ".jsonl (one object per line), .json (a list of objects), .parquet, or a folder saved"
+ACCEPTED += " with datasets' save_to_disk"
+
+_KEEP_GROUPS = 2  # parquet row groups held: a scan needs one, a second spares boundary re-reads
+# what a file that should hold text starts with when it holds something else
+_MAGIC = {b"PAR1": "parquet data (name it .parquet)", b"\x1f\x8b": "gzip data (decompress it)"}
 
 
 @dataclass(frozen=True)
@@ -28,31 +39,38 @@ class SourceRow:
 class JsonlSource(Sequence[SourceRow]):
     """A JSONL file, parsed when opened so malformed lines are reported up front.
 
-    Blank lines are ignored; a line that is not a JSON object is a ``DataError`` naming
-    ``file:line`` (or, with ``on_error="skip"``, skipped and counted in ``skips``).
+    Blank lines are ignored; a line that is not UTF-8 JSON holding an object is a ``DataError``
+    naming ``file:line`` (or, with ``on_error="skip"``, skipped and counted in ``skips``).
     """
 
     def __init__(
-        self, path: str | os.PathLike, *, on_error: str = "raise", skips: SkipLog | None = None
+        self,
+        path: str | os.PathLike,
+        *,
+        on_error: str = "raise",
+        skips: SkipLog | None = None,
+        base_dir: Path | None = None,
     ) -> None:
         self.path = Path(path)
-        self.base_dir = self.path.resolve().parent
+        self.base_dir = base_dir or self.path.resolve().parent
         self.rows: list[tuple[int, dict[str, Any]]] = []
-        with self.path.open(encoding="utf-8") as file:
+        with self.path.open("rb") as file:
+            _check_text(self.path, file.read(4))
+            file.seek(0)
             for number, line in enumerate(file, start=1):
-                if not line.strip():
-                    continue
                 try:
-                    row = json.loads(line)
-                    if not isinstance(row, dict):
-                        raise ValueError(f"expected a JSON object, got {type(row).__name__}")
-                except ValueError as exc:  # json.JSONDecodeError is a ValueError
-                    error = DataError(f"{self.path}:{number}: malformed JSONL line: {exc}")
+                    row = _json_line(line, first=number == 1)
+                except ValueError as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+                    error = DataError(
+                        f"{self.path}:{number}: malformed JSONL line: {exc}",
+                        reason="malformed line",
+                    )
                     if on_error == "raise" or skips is None:
                         raise error from None
                     skips.add("malformed line", error)
                     continue
-                self.rows.append((number, row))
+                if row is not None:
+                    self.rows.append((number, row))
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -60,6 +78,147 @@ class JsonlSource(Sequence[SourceRow]):
     def __getitem__(self, index: int) -> SourceRow:  # type: ignore[override]
         number, row = self.rows[index]
         return SourceRow(row, f"{self.path}:{number}", self.base_dir)
+
+
+def _json_line(line: bytes, first: bool) -> dict[str, Any] | None:
+    """The object on one JSONL line (None for a blank line)."""
+    try:
+        text = line.decode("utf-8-sig" if first else "utf-8")  # a leading BOM is common
+    except UnicodeDecodeError as exc:
+        byte = line[exc.start]
+        raise ValueError(f"not UTF-8 text (byte 0x{byte:02x} at column {exc.start + 1})") from None
+    if not text.strip():
+        return None
+    row = json.loads(text)
+    if not isinstance(row, dict):
+        raise ValueError(f"expected a JSON object, got {_json_type(row)}")
+    return row
+
+
+class JsonListSource(Sequence[SourceRow]):
+    """A ``.json`` file holding a list of rows (LLaVA's layout), read whole when opened.
+
+    A file that is not UTF-8 JSON holding a list is one ``DataError`` (nothing in it can be
+    trusted); an element that is not an object is a malformed row, named ``file.json[index]``.
+    """
+
+    def __init__(self, path: str | os.PathLike, *, base_dir: Path | None = None) -> None:
+        self.path = Path(path)
+        self.base_dir = base_dir or self.path.resolve().parent
+        data = self.path.read_bytes()
+        _check_text(self.path, data[:4])
+        try:
+            text = data.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            line = data.count(b"\n", 0, exc.start) + 1
+            byte = data[exc.start]
+            raise DataError(f"{self.path}:{line}: not UTF-8 text (byte 0x{byte:02x})") from None
+        del data
+        try:
+            rows = json.loads(text)
+        except json.JSONDecodeError as exc:
+            hint = ""
+            if exc.msg == "Extra data":  # a second value after the first: JSON Lines
+                hint = "; a file with one object per line is JSON Lines: name it .jsonl"
+            where = f"{self.path}:{exc.lineno}:{exc.colno}"
+            raise DataError(f"{where}: not valid JSON: {exc.msg}{hint}") from None
+        if not isinstance(rows, list):
+            raise DataError(f"{self.path}: expected a JSON list of rows, got {_json_type(rows)}")
+        self.rows = rows
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, index: int) -> SourceRow:  # type: ignore[override]
+        return SourceRow(self.rows[index], f"{self.path}[{index}]", self.base_dir)
+
+
+class ParquetSource(Sequence[SourceRow]):
+    """A parquet file, read one row group at a time when first asked for: opening a large file
+    reads only its footer, and a scan holds one group's media at a time. Row ``i`` is named
+    ``file.parquet[i]`` in errors.
+
+    Columns become the row's fields as pyarrow converts them: binary columns are ``bytes`` (media
+    values the loaders read), structs are dicts (``datasets``' Image/Audio ``{"bytes", "path"}``),
+    lists are lists. Random access (a shuffled epoch) reads a row's whole group: parquet has no
+    smaller unit; the last few groups are kept.
+    """
+
+    def __init__(self, path: str | os.PathLike, *, base_dir: Path | None = None) -> None:
+        self.path = Path(path)
+        self.base_dir = base_dir or self.path.resolve().parent
+        metadata = self._file().metadata
+        self._starts = [0]
+        for group in range(metadata.num_row_groups):
+            self._starts.append(self._starts[-1] + metadata.row_group(group).num_rows)
+
+    def __len__(self) -> int:
+        return self._starts[-1]
+
+    def __getitem__(self, index: int) -> SourceRow:  # type: ignore[override]
+        index = int(index)
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError(f"{self.path}: row {index} of {len(self)}")
+        group = bisect.bisect_right(self._starts, index) - 1
+        table = self._group(group)
+        origin = f"{self.path}[{index}]"
+        if isinstance(table, DataError):
+            raise DataError(f"{origin}: {table}", reason="malformed row")
+        row = table.slice(index - self._starts[group], 1).to_pylist()[0]
+        return SourceRow(row, origin, self.base_dir)
+
+    def __getstate__(self) -> dict[str, Any]:
+        # DataLoader workers reopen the file: an open handle does not pickle
+        return {k: v for k, v in self.__dict__.items() if k not in ("_handle", "_groups", "_pid")}
+
+    def _file(self) -> Any:
+        """The open ``ParquetFile``, reopened in a new process (forked workers must not share
+        one file position)."""
+        if getattr(self, "_pid", None) != os.getpid():
+            import pyarrow
+            import pyarrow.parquet as pq
+
+            try:
+                self._handle = pq.ParquetFile(self.path)
+            except (pyarrow.ArrowException, OSError) as exc:
+                raise DataError(f"{self.path}: not a parquet file: {_one_line(exc)}") from None
+            self._pid, self._groups = os.getpid(), OrderedDict()
+        return self._handle
+
+    def _group(self, group: int) -> Any:
+        """Row group ``group`` as a pyarrow table, or the ``DataError`` reading it gave."""
+        handle = self._file()
+        if group in self._groups:
+            self._groups.move_to_end(group)
+            return self._groups[group]
+        import pyarrow
+
+        try:
+            table: Any = handle.read_row_group(group)
+        except (pyarrow.ArrowException, OSError) as exc:
+            # kept, so the group's other rows fail at once instead of re-reading it each
+            table = DataError(f"cannot read row group {group}: {_one_line(exc)}")
+        self._groups[group] = table
+        while len(self._groups) > _KEEP_GROUPS:
+            self._groups.popitem(last=False)
+        return table
+
+
+def _check_text(path: Path, head: bytes) -> None:
+    for magic, what in _MAGIC.items():
+        if head.startswith(magic):
+            raise DataError(f"{path}: holds {what}, not JSON text")
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split())  # pyarrow's messages may span lines
+
+
+def _json_type(value: Any) -> str:
+    names = {dict: "an object", list: "a list", str: "a string", bool: "a boolean"}
+    return names.get(type(value), "null" if value is None else "a number")
 
 
 class RowsSource(Sequence[SourceRow]):
@@ -82,31 +241,41 @@ def open_source(
     split: str | None = None,
     on_error: Literal["raise", "skip"] = "raise",
     skips: SkipLog | None = None,
+    media_root: str | os.PathLike | None = None,
 ) -> Sequence[SourceRow]:
-    """Open ``data``: a JSONL file path, a ``save_to_disk`` folder, a ``datasets.Dataset`` /
-    ``DatasetDict`` (with ``split``), or a list of dicts.
+    """Open ``data``: a ``.jsonl``, ``.json`` (a list) or ``.parquet`` file, a ``save_to_disk``
+    folder, a ``datasets.Dataset`` / ``DatasetDict`` (with ``split``), or a list of dicts.
 
-    ``base_dir`` overrides the folder relative modality paths resolve against (default: the
-    JSONL file's folder, the saved dataset's folder, or the working directory).
+    ``media_root`` (``base_dir`` is its older name) is the folder relative media paths resolve
+    against (default: the dataset file's folder, the saved dataset's folder, or the working
+    directory). Malformed JSONL lines are raised or, under ``on_error="skip"``, counted in
+    ``skips``; a file that cannot be read at all is always an error.
     """
-    base = Path(base_dir).resolve() if base_dir is not None else None
+    if media_root is not None and base_dir is not None:
+        raise TypeError("give media_root or base_dir (its older name), not both")
+    root = media_root if media_root is not None else base_dir
+    base = Path(root).resolve() if root is not None else None
     if isinstance(data, (str, os.PathLike)):
         path = Path(data)
         if path.is_dir():
             return _hf_source(_load_from_disk(path), split, path.name, base or path.resolve())
         if not path.is_file():
             raise DataError(f"data file not found: {path}")
-        source = JsonlSource(path, on_error=on_error, skips=skips)
-        if base is not None:
-            source.base_dir = base
-        return source
+        suffix = path.suffix.lower()
+        if suffix in (".jsonl", ".ndjson"):
+            return JsonlSource(path, on_error=on_error, skips=skips, base_dir=base)
+        if suffix == ".json":
+            return JsonListSource(path, base_dir=base)
+        if suffix == ".parquet":
+            return ParquetSource(path, base_dir=base)
+        raise DataError(f"{path}: cannot read a {suffix or 'extensionless'} file; give {ACCEPTED}")
     if _is_hf(data):
         return _hf_source(data, split, "dataset", base or Path.cwd())
     if isinstance(data, Sequence) and all(isinstance(row, Mapping) for row in data):
         return RowsSource(data, name="rows", base_dir=base or Path.cwd())
     raise DataError(
-        f"cannot read a dataset from a {type(data).__name__}: give a JSONL path, a saved"
-        " dataset folder, a datasets.Dataset or a list of dicts"
+        f"cannot read a dataset from a {type(data).__name__}: give a file ({ACCEPTED}),"
+        " a datasets.Dataset or a list of dicts"
     )
 
 

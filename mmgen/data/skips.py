@@ -1,4 +1,15 @@
-"""``SkipLog``: what ``on_error="skip"`` left out, counted by reason, for the end-of-scan report."""
+"""``SkipLog``: what ``on_error="skip"`` left out, counted by reason, for the end-of-scan report.
+
+The reason is the ``DataError``'s own (``mmgen.errors.DataError.reason``, looked up along the
+``raise ... from`` chain, since the processor re-raises a loader's error with the sample's name):
+
+- ``malformed line``: a JSONL line that is not UTF-8 JSON text holding an object (the line never
+  becomes a sample, so it is counted on top of the dataset's length);
+- ``malformed row``: a row whose fields have the wrong JSON types or miss what the layout needs;
+- ``missing file``, ``unreadable media``, ``remote media`` (an http(s) URL: nothing is
+  downloaded), ``placeholder mismatch`` (placeholders and items disagree);
+- ``bad sample``: anything else (too long with ``truncation: error``, NaN values, ...).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +18,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any, Literal, TypeVar
 
-from mmgen.errors import DataError
+from mmgen.errors import DataError, reason_of
 
 T = TypeVar("T")
 logger = logging.getLogger("mmgen.data")
@@ -25,14 +36,14 @@ class SkipLog:
         self, on_error: Literal["raise", "skip"], work: Callable[..., T], *args: Any, **kwargs: Any
     ) -> T | None:
         """``work(*args, **kwargs)``; a ``DataError`` it raises is raised again
-        (``on_error="raise"``), or counted here as a bad sample and ``None`` returned
+        (``on_error="raise"``), or counted here under its reason and ``None`` returned
         (``"skip"``)."""
         try:
             return work(*args, **kwargs)
         except DataError as error:
             if on_error == "raise":
                 raise
-            self.add("bad sample", error)
+            self.add(reason_of(error), error)
             return None
 
     def add(self, reason: str, error: BaseException | str) -> None:
@@ -49,7 +60,7 @@ class SkipLog:
         return self.count
 
     def report(self, total: int | None = None) -> str:
-        """One line: ``skipped 3 of 120 samples (2 bad samples, 1 malformed line); first: ...``."""
+        """One line: ``skipped 3 of 120 samples (2 missing files, 1 malformed line); first: ..``."""
         if not self.count:
             return "skipped 0 samples"
         of = f" of {total}" if total is not None else ""
@@ -61,4 +72,10 @@ class SkipLog:
         return f"skipped {self.count}{of} {samples} ({reasons}); first: {self.examples[0]}"
 
 
-_PLURALS = {"bad sample": "bad samples", "malformed line": "malformed lines"}
+_PLURALS = {
+    "bad sample": "bad samples",
+    "malformed line": "malformed lines",
+    "malformed row": "malformed rows",
+    "missing file": "missing files",
+    "placeholder mismatch": "placeholder mismatches",
+}

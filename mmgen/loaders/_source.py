@@ -39,11 +39,11 @@ class Source:
         elif self.payload.is_file():
             handle, what = self.payload, f"{media} file {self.payload}"
         else:
-            raise DataError(f"file not found: {self.payload}")
+            raise DataError(f"file not found: {self.payload}", reason="missing file")
         try:
             return decoder(handle)
         except errors as exc:
-            raise DataError(f"cannot decode {what}: {exc}") from exc
+            raise DataError(f"cannot decode {what}: {exc}", reason="unreadable media") from exc
 
 
 def classify(entry: dict[str, Any]) -> Source:

@@ -26,5 +26,5 @@ def read_value(
     if source.kind not in accepts:
         raise DataError(f"this loader takes {', '.join(accepts)} values, not {source.kind}")
     if source.kind == "path" and not Path(source.payload).is_file():
-        raise DataError(f"file not found: {source.payload}")
+        raise DataError(f"file not found: {source.payload}", reason="missing file")
     return source.kind, source.payload

@@ -192,8 +192,8 @@ def load_split(config: TrainConfig, processor: Any, split: str):
     workers = data.scan_workers or len(os.sched_getaffinity(0))
     with _one_thread():
         return MultimodalDataset(
-            path, processor, cache=data.cache, index=data.index, scan_workers=workers,
-            scan_headers=data.scan_headers, progress=True,
+            path, processor, cache=data.cache, media_root=media_root(config), index=data.index,
+            scan_workers=workers, scan_headers=data.scan_headers, progress=True,
         )  # fmt: skip
 
 
@@ -202,6 +202,16 @@ def data_path(config: TrainConfig, split: str) -> Path:
     path = config.path(value)
     if not path.exists():
         raise config.error(("data", split), f"file not found: {path}")
+    return path
+
+
+def media_root(config: TrainConfig) -> Path | None:
+    """``data.media_root`` as a path; None leaves each dataset file's folder as the root."""
+    if config.data.media_root is None:
+        return None
+    path = config.path(config.data.media_root)
+    if not path.is_dir():
+        raise config.error(("data", "media_root"), f"folder not found: {path}")
     return path
 
 
@@ -236,7 +246,12 @@ def open_test(config: TrainConfig, processor: Any, skips: Any) -> list[Any] | No
 
     if config.data.test is None:
         return None
-    source = open_source(data_path(config, "test"), on_error=config.data.on_error, skips=skips)
+    source = open_source(
+        data_path(config, "test"),
+        on_error=config.data.on_error,
+        skips=skips,
+        media_root=media_root(config),
+    )
     rows = []
 
     def check(index: int):

@@ -77,6 +77,7 @@ class DataSection(Strict):
     train: str  # JSONL file or `datasets.save_to_disk` folder
     eval: str | None = None  # eval loss (and accuracy during training) on this split
     test: str | None = None  # held-out split: generation + exact match at the end
+    media_root: str | None = None  # relative media paths start here (default: data file's dir)
     on_error: Literal["raise", "skip"] = "raise"  # skip: bad samples are counted and reported
     max_length: int | None = Field(None, gt=0)  # most tokens per sample
     truncation: Literal["shorten", "error"] = "shorten"  # cut at a modality-item boundary

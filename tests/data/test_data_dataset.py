@@ -185,10 +185,16 @@ def test_skip_counts_and_reports(tmp_path, processor, caplog):
         dataset = MultimodalDataset(path, processor, on_error="skip")
     assert dataset.ids == ["r0", "r1"]
     assert dataset.skipped.count == 4
-    assert dataset.skipped.reasons == {"bad sample": 3, "malformed line": 1}
+    assert dataset.skipped.reasons == {
+        "malformed line": 1,
+        "missing file": 1,
+        "placeholder mismatch": 1,
+        "unreadable media": 1,
+    }
     report = dataset.report()
     assert report.startswith(
-        "2 of 6 samples kept; skipped 4 of 6 samples (3 bad samples, 1 malformed line); first: "
+        "2 of 6 samples kept; skipped 4 of 6 samples (1 malformed line, 1 missing file,"
+        " 1 placeholder mismatch, 1 unreadable media); first: "
     )
     assert "mixed.jsonl:2: malformed JSONL line" in report
     assert report in caplog.text

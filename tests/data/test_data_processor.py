@@ -281,7 +281,7 @@ def test_skip_returns_none_and_counts(chat_tokenizer, processors):
     assert processor(bad) is None
     assert processor({"id": "g", "text": "fine"}) is not None
     assert processor.skipped.count == 1
-    assert "skipped 1 sample (1 bad sample)" in processor.skipped.report()
+    assert "skipped 1 sample (1 unreadable media)" in processor.skipped.report()
     assert "'b'" in processor.skipped.report()
 
 

@@ -112,7 +112,7 @@ def test_on_error_skip_counts_and_reports(data: Path, tmp_path: Path, capsys) ->
     assert result.steps == 1
     out = capsys.readouterr().out
     assert "data: train 48 of 50 samples kept; skipped 2 of 50 samples" in out
-    assert "1 bad sample, 1 malformed line" in out
+    assert "(1 malformed line, 1 unreadable media)" in out
     # the held-out split skips its malformed line too, and says so
     assert f"data: test {len(test_rows)} samples; skipped 1 sample (1 malformed line)" in out
     assert result.accuracy.total == len(test_rows)
