@@ -144,7 +144,7 @@ class MultimodalDataset(Dataset):
 
     def report(self) -> str:
         """One line on what the scan kept and skipped."""
-        total = self.index.total + self.skipped.reasons["malformed line"]
+        total = self.index.total
         kept = f"{len(self)} of {total} samples kept"
         return kept if not self.skipped.count else f"{kept}; {self.skipped.report(total)}"
 

@@ -18,12 +18,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
+
 from mmgen.data.skips import SkipLog
 from mmgen.errors import DataError
 
 ACCEPTED = ".jsonl (one object per line), .json (a list of objects), .parquet, or a folder saved"
 ACCEPTED += " with datasets' save_to_disk"
 
+_BLOCK = 1 << 24  # bytes read at a time when finding a JSONL file's lines
 _KEEP_GROUPS = 2  # parquet row groups held: a scan needs one, a second spares boundary re-reads
 # what a file that should hold text starts with when it holds something else
 _MAGIC = {b"PAR1": "parquet data (name it .parquet)", b"\x1f\x8b": "gzip data (decompress it)"}
@@ -37,47 +40,71 @@ class SourceRow:
 
 
 class JsonlSource(Sequence[SourceRow]):
-    """A JSONL file, parsed when opened so malformed lines are reported up front.
-
-    Blank lines are ignored; a line that is not UTF-8 JSON holding an object is a ``DataError``
-    naming ``file:line`` (or, with ``on_error="skip"``, skipped and counted in ``skips``).
+    """A JSONL file, read line by line when rows are asked for: opening it only finds where its
+    lines start (so a warm start on millions of rows parses none), and ``source[i]`` parses line
+    ``i``. Blank lines are not rows; a line that is not UTF-8 JSON holding an object raises a
+    ``DataError`` naming ``file:line`` (reason ``malformed line``) when it is read — the scan
+    reads every row, so they are reported (or, under ``on_error: skip``, counted) up front.
     """
 
-    def __init__(
-        self,
-        path: str | os.PathLike,
-        *,
-        on_error: str = "raise",
-        skips: SkipLog | None = None,
-        base_dir: Path | None = None,
-    ) -> None:
+    def __init__(self, path: str | os.PathLike, *, base_dir: Path | None = None) -> None:
         self.path = Path(path)
         self.base_dir = base_dir or self.path.resolve().parent
-        self.rows: list[tuple[int, dict[str, Any]]] = []
         with self.path.open("rb") as file:
             _check_text(self.path, file.read(4))
-            file.seek(0)
-            for number, line in enumerate(file, start=1):
-                try:
-                    row = _json_line(line, first=number == 1)
-                except ValueError as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
-                    error = DataError(
-                        f"{self.path}:{number}: malformed JSONL line: {exc}",
-                        reason="malformed line",
-                    )
-                    if on_error == "raise" or skips is None:
-                        raise error from None
-                    skips.add("malformed line", error)
-                    continue
-                if row is not None:
-                    self.rows.append((number, row))
+        self.starts, self.ends, self.numbers = _line_bounds(self.path)
+        self._fd: int | None = None
 
     def __len__(self) -> int:
-        return len(self.rows)
+        return len(self.starts)
 
     def __getitem__(self, index: int) -> SourceRow:  # type: ignore[override]
-        number, row = self.rows[index]
+        if self._fd is None:
+            self._fd = os.open(self.path, os.O_RDONLY)
+        start, end, number = (
+            int(self.starts[index]),
+            int(self.ends[index]),
+            int(self.numbers[index]),
+        )
+        line = os.pread(self._fd, end - start, start)  # no shared file position: fork-safe
+        try:
+            row = _json_line(line, first=start == 0)
+        except ValueError as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+            raise DataError(
+                f"{self.path}:{number}: malformed JSONL line: {exc}", reason="malformed line"
+            ) from None
         return SourceRow(row, f"{self.path}:{number}", self.base_dir)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_fd": None}  # a worker process opens its own
+
+    def __del__(self) -> None:
+        if getattr(self, "_fd", None) is not None:
+            os.close(self._fd)
+
+
+def _line_bounds(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(starts, ends, numbers)`` of the file's non-blank lines (``ends`` exclude the newline;
+    ``numbers`` are 1-based), found in fixed-size blocks so memory stays small."""
+    size = path.stat().st_size
+    if size == 0:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty, empty
+    newlines = []
+    with path.open("rb") as file:
+        offset = 0
+        while block := file.read(_BLOCK):
+            newlines.append(np.flatnonzero(np.frombuffer(block, dtype=np.uint8) == 10) + offset)
+            offset += len(block)
+    ends = np.concatenate([*newlines, np.asarray([size], dtype=np.int64)]).astype(np.int64)
+    starts = np.concatenate([[0], ends[:-1] + 1]).astype(np.int64)
+    numbers = np.arange(1, len(starts) + 1, dtype=np.int64)
+    keep = ends > starts  # empty lines (and the end after a final newline)
+    with path.open("rb") as file:  # short lines may be all whitespace: look at those only
+        for i in np.flatnonzero(keep & (ends - starts <= 8)):
+            file.seek(int(starts[i]))
+            keep[i] = bool(file.read(int(ends[i] - starts[i])).strip())
+    return starts[keep], ends[keep], numbers[keep]
 
 
 def _json_line(line: bytes, first: bool) -> dict[str, Any] | None:
@@ -248,8 +275,9 @@ def open_source(
 
     ``media_root`` (``base_dir`` is its older name) is the folder relative media paths resolve
     against (default: the dataset file's folder, the saved dataset's folder, or the working
-    directory). Malformed JSONL lines are raised or, under ``on_error="skip"``, counted in
-    ``skips``; a file that cannot be read at all is always an error.
+    directory). A file that cannot be read at all is an error now; a row that cannot (a
+    malformed JSONL line) is a ``DataError`` when it is read. ``on_error`` and ``skips`` are
+    accepted for older callers and not used.
     """
     if media_root is not None and base_dir is not None:
         raise TypeError("give media_root or base_dir (its older name), not both")
@@ -263,7 +291,7 @@ def open_source(
             raise DataError(f"data file not found: {path}")
         suffix = path.suffix.lower()
         if suffix in (".jsonl", ".ndjson"):
-            return JsonlSource(path, on_error=on_error, skips=skips, base_dir=base)
+            return JsonlSource(path, base_dir=base)
         if suffix == ".json":
             return JsonListSource(path, base_dir=base)
         if suffix == ".parquet":
