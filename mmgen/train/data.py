@@ -29,13 +29,16 @@ class TrainData:
         self.test = build.open_test(config, processor, self.test_skips)
         # the stream reseeds the loader's own generator: the global RNG is left to the model
         generator, workers = torch.Generator(), config.data.num_workers
+        # workers read and process samples ahead of the step; they live across epochs
+        ahead = {"persistent_workers": True, "prefetch_factor": 4} if workers else {}
+        ahead["pin_memory"] = world.device.type == "cuda"
         if self.packed:
             loader = packed_dataloader(
                 self.train, packing.capacity, max_items=packing.max_items,
                 overlong=packing.overlong, strategy=packing.strategy,
                 packs_per_batch=packing.packs_per_batch, shuffle=True, seed=config.seed,
                 num_replicas=world.size, rank=world.rank, num_workers=workers,
-                loader_options={"generator": generator},
+                loader_options={"generator": generator, **ahead},
             )  # fmt: skip
             self.sampler = loader.batch_sampler
         else:
@@ -43,6 +46,7 @@ class TrainData:
                 self.train, packing.batch_size, pad_token_id=processor.pad_token_id,
                 seed=config.seed, num_replicas=world.size, rank=world.rank,
                 group_by_length=packing.group_by_length, num_workers=workers, generator=generator,
+                **ahead,
             )  # fmt: skip
         self.collate = loader.collate_fn
         self.stream = BatchStream(loader, seed=config.seed)

@@ -238,6 +238,7 @@ class Trainer:
         start = time.perf_counter()
         try:
             batches = [self.data.next_batch() for _ in range(config.optimizer.grad_accum)]
+            waiting = time.perf_counter() - start
             # the targets of the whole step on all ranks: every token weighs the same
             local = torch.tensor(sum(target_tokens(b) for b in batches), dtype=torch.float64)
             total = max(distributed.all_reduce_sum(local.to(world.device)).item(), 1.0)
@@ -258,7 +259,7 @@ class Trainer:
         updated = self._update(loss_total / total)
         self.step += 1
         loss = loss_total / total if updated else None
-        window.add(loss, tokens, slots, time.perf_counter() - start)
+        window.add(loss, tokens, slots, time.perf_counter() - start, waiting)
 
     def _update(self, loss: float) -> bool:
         """Clip the global gradient norm, step the optimizer and the LR schedule; False when the

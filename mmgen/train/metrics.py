@@ -161,24 +161,32 @@ class Progress:
 
 @dataclass
 class Window:
-    """Figures since the last metrics line: mean loss, tokens/s, packing efficiency."""
+    """Figures since the last metrics line: mean loss, tokens/s, packing efficiency, and the
+    share of step time spent waiting for data (``data_wait``: near 1, data is the bottleneck;
+    raise ``data.num_workers``)."""
 
     losses: list[float] = field(default_factory=list)
     tokens: float = 0.0
     slots: float = 0.0
     seconds: float = 0.0
+    waiting: float = 0.0
     latest: dict[str, float] = field(default_factory=dict)
 
-    def add(self, loss: float | None, tokens: float, slots: float, seconds: float) -> None:
-        """One step's figures; ``loss`` None for a step skipped for a non-finite loss."""
+    def add(
+        self, loss: float | None, tokens: float, slots: float, seconds: float, waiting: float = 0.0
+    ) -> None:
+        """One step's figures; ``loss`` None for a step skipped for a non-finite loss;
+        ``waiting`` of the step's ``seconds`` went to getting its batches."""
         if loss is not None:
             self.losses.append(loss)
         self.tokens, self.slots, self.seconds = (
             self.tokens + tokens, self.slots + slots, self.seconds + seconds,
         )  # fmt: skip
+        self.waiting += waiting
         self.latest = {
             "tokens_per_s": self.tokens / max(self.seconds, 1e-9),
             "packing": self.tokens / max(self.slots, 1.0),
+            "data_wait": self.waiting / max(self.seconds, 1e-9),
         }
         if loss is not None:
             self.latest["loss"] = loss
@@ -190,4 +198,5 @@ class Window:
             values["loss"] = sum(self.losses) / len(self.losses)
         values["lr"] = scheduler.get_last_lr()[0]
         self.losses, self.tokens, self.slots, self.seconds = [], 0.0, 0.0, 0.0
+        self.waiting = 0.0
         return values
