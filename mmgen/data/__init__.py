@@ -11,6 +11,8 @@ _LAZY = {
     "ProcessedSample": "mmgen.data.sample",
     "ModalityItem": "mmgen.data.sample",
     "MultimodalDataset": "mmgen.data.dataset",
+    "Mixture": "mmgen.data.mixture",
+    "MixtureSource": "mmgen.data.mixture",
     "TokenBudgetSampler": "mmgen.data.sampler",
     "LengthGroupedSampler": "mmgen.data.grouping",
     "PackedCollator": "mmgen.data.collator",

@@ -7,6 +7,10 @@ one step get packs of about the same size (no rank waits on a fuller one) and ea
 over the epoch is balanced; the order of the steps is then shuffled. Everything is a function of
 ``(seed, epoch)``: every rank computes the same plan and takes its own share.
 
+A dataset that draws its own epochs (``mmgen.data.mixture.Mixture``) provides
+``epoch_indices(seed, epoch)``: the epoch's dataset indices, repeats allowed. Both samplers then
+plan over those instead of every index once; a repeated index is a separate entry.
+
 Each rank yields the same number of batches, as DDP needs: when the packs do not divide evenly,
 the last step is filled with repeats of the largest packs, or dropped with ``drop_last=True``.
 """
@@ -31,7 +35,8 @@ class TokenBudgetSampler(Sampler[list[int]]):
 
     Args:
         dataset: a ``MultimodalDataset`` (anything with ``lengths`` and, for ``max_items``,
-            ``items``; ``"truncate"`` also needs ``truncated_size``), or a sequence of lengths.
+            ``items``; ``"truncate"`` also needs ``truncated_size``), a ``Mixture``
+            (``epoch_indices``), or a sequence of lengths.
         capacity: most tokens per pack.
         max_items: most modality items per pack, bounding the encoders' batch.
         strategy: ``plan_packs`` strategy: ``"bfd"``, ``"ffd"`` or ``"sequential"``.
@@ -73,6 +78,7 @@ class TokenBudgetSampler(Sampler[list[int]]):
         self.num_replicas, self.rank, self.drop_last = num_replicas, rank, drop_last
         self.dropped = SkipLog()
         self.truncated = 0
+        self._draw = epoch_draw(dataset)
         self._fit(dataset, overlong)
         self.epoch, self._start = 0, 0
         self._plans: dict[int, list[list[list[int]]]] = {}
@@ -151,28 +157,43 @@ class TokenBudgetSampler(Sampler[list[int]]):
             keep[index] = False
         self.indices = keep.nonzero().flatten()
         self.lengths, self.items = lengths[self.indices], items[self.indices]
-        self._planned = lengths  # planned (possibly truncated) length by dataset index
+        # by dataset index: the tokens (truncated ones cut) and items a sample takes in a pack
+        self._planned, self._planned_items, self._keep = lengths, items, keep
+
+    @property
+    def planned_lengths(self) -> torch.Tensor:
+        """Tokens each dataset index takes in a pack (an over-long one cut by ``"truncate"``)."""
+        return self._planned
+
+    def _epoch(self, epoch: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The epoch's dataset indices (repeats allowed) and their planned lengths and items."""
+        if self._draw is None:
+            return self.indices, self.lengths, self.items
+        drawn = torch.as_tensor(self._draw(self.seed, epoch), dtype=torch.long)
+        drawn = drawn[self._keep[drawn]]  # the over-long ones the policy dropped stay out
+        return drawn, self._planned[drawn], self._planned_items[drawn]
 
     def _make_plan(self, epoch: int) -> list[list[list[int]]]:
         from mmgen import ops  # loads the compiled extension only when a plan is needed
 
         generator = torch.Generator().manual_seed(self.seed + epoch)
-        n = len(self.indices)
+        indices, lengths, items = self._epoch(epoch)
+        n = len(indices)
         if n == 0:
             return []
         order = torch.randperm(n, generator=generator) if self.shuffle else torch.arange(n)
         pack_of = ops.plan_packs(
-            self.lengths[order],
+            lengths[order],
             self.capacity,
             strategy=self.strategy,
-            items=self.items[order] if self.max_items is not None else None,
+            items=items[order] if self.max_items is not None else None,
             max_items=self.max_items,
         )
         # numpy for the regrouping: its stable argsort is several times faster than torch's
         pack_of, order_np = pack_of.numpy(), order.numpy()
         count = int(pack_of.max()) + 1
-        tokens = np.bincount(pack_of, weights=self.lengths.numpy()[order_np], minlength=count)
-        grouped = self.indices.numpy()[order_np][np.argsort(pack_of, kind="stable")]
+        tokens = np.bincount(pack_of, weights=lengths.numpy()[order_np], minlength=count)
+        grouped = indices.numpy()[order_np][np.argsort(pack_of, kind="stable")]
         ends = np.cumsum(np.bincount(pack_of, minlength=count))
         packs = np.split(grouped, ends[:-1])  # pack p: its dataset indices, in shuffled order
         # largest first, ties by pack number: deterministic on every rank
@@ -209,6 +230,7 @@ class PaddedBatchSampler(Sampler[list[int]]):
     sharded over ranks in ``DistributedSampler``'s order, or length-grouped (transformers'
     ``group_by_length``, ``mmgen.data.grouping``). Resumable like ``TokenBudgetSampler``:
     ``set_epoch(epoch, start_batch)``; ``plan(epoch)`` is this rank's batches of the epoch.
+    Over a ``Mixture`` the order runs over the epoch's draw (the same size every epoch).
     """
 
     def __init__(
@@ -231,6 +253,10 @@ class PaddedBatchSampler(Sampler[list[int]]):
             raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
         num_replicas, rank = resolve_world(num_replicas, rank)
         lengths = dataset if isinstance(dataset, (Sequence, torch.Tensor)) else dataset.lengths
+        self._draw, self.seed = epoch_draw(dataset), seed
+        if self._draw is not None:  # positions in the epoch's draw, mapped in _make_plan
+            self._lengths = torch.as_tensor(lengths)
+            lengths = self._lengths[self._draw(seed, 0)]
         if group_by_length:
             if drop_last or not shuffle:
                 raise ConfigError("group_by_length always shuffles and keeps every sample")
@@ -244,14 +270,26 @@ class PaddedBatchSampler(Sampler[list[int]]):
             )  # fmt: skip
         self.batch_size = batch_size
         self.epoch, self._start = 0, 0
+        self._plans: dict[int, list[list[int]]] = {}
 
     def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
         """Select the epoch's order; ``start_batch`` skips that many batches (for resuming)."""
         self.epoch, self._start = epoch, start_batch
 
     def plan(self, epoch: int) -> list[list[int]]:
+        if epoch not in self._plans:
+            self._plans = {epoch: self._make_plan(epoch)}  # keep one: epochs go forward
+        return self._plans[epoch]
+
+    def _make_plan(self, epoch: int) -> list[list[int]]:
         self.order.set_epoch(epoch)
-        order = list(self.order)
+        if self._draw is None:
+            order = list(self.order)
+        else:
+            drawn = torch.as_tensor(self._draw(self.seed, epoch), dtype=torch.long)
+            if hasattr(self.order, "lengths"):  # length-grouped: the lengths of this draw
+                self.order.lengths = self._lengths[drawn]
+            order = drawn[list(self.order)].tolist()
         return [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
 
     def __iter__(self) -> Iterator[list[int]]:
@@ -259,6 +297,11 @@ class PaddedBatchSampler(Sampler[list[int]]):
 
     def __len__(self) -> int:
         return max(0, -(-len(self.order) // self.batch_size) - self._start)
+
+
+def epoch_draw(dataset: Any) -> Any:
+    """The dataset's ``epoch_indices(seed, epoch)`` when it draws its own epochs, else None."""
+    return getattr(dataset, "epoch_indices", None)
 
 
 def resolve_world(num_replicas: int | None, rank: int | None) -> tuple[int, int]:

@@ -184,10 +184,18 @@ def build_processor(config: TrainConfig, model: Any, tokenizer: Any):
 
 
 def load_split(config: TrainConfig, processor: Any, split: str):
-    """A ``MultimodalDataset`` of ``data.<split>`` (scanned once: lengths for packing)."""
+    """A ``MultimodalDataset`` of ``data.<split>`` (scanned once: lengths for packing), or for
+    a list of sources a ``Mixture`` of one such dataset per source."""
+
+    value = getattr(config.data, split)
+    if not isinstance(value, str):
+        return _mixture(config, processor, split)
+    return _dataset(config, processor, data_path(config, split))
+
+
+def _dataset(config: TrainConfig, processor: Any, path: Path):
     from mmgen.data.dataset import MultimodalDataset
 
-    path = data_path(config, split)
     data = config.data
     workers = data.scan_workers or len(os.sched_getaffinity(0))
     with _one_thread():
@@ -197,11 +205,34 @@ def load_split(config: TrainConfig, processor: Any, split: str):
         )  # fmt: skip
 
 
+def _mixture(config: TrainConfig, processor: Any, split: str):
+    from mmgen.data.mixture import Mixture, MixtureSource
+
+    sections = getattr(config.data, split)
+    # every path first: a mistyped third source stops the run before two long scans
+    paths = [_existing(config, s.path, "data", split, i, "path") for i, s in enumerate(sections)]
+    sources = []
+    for section, path in zip(sections, paths, strict=True):
+        dataset = _dataset(config, processor, path)
+        sources.append(MixtureSource(section.label, dataset, section.weight, section.epochs,
+                                     section.max_samples))  # fmt: skip
+    mixture = Mixture(sources)
+    for i, (section, count) in enumerate(zip(sections, mixture.counts, strict=True)):
+        if count == 0:  # only a small weight or epochs (below one sample) gives none
+            key = "weight" if section.weight is not None else "epochs"
+            message = f"gives {section.label!r} none of the {mixture.epoch_size} samples per epoch"
+            raise config.error(("data", split, i, key), f"{message}; raise it")
+    return mixture
+
+
 def data_path(config: TrainConfig, split: str) -> Path:
-    value = getattr(config.data, split)
+    return _existing(config, getattr(config.data, split), "data", split)
+
+
+def _existing(config: TrainConfig, value: str, *loc: str | int) -> Path:
     path = config.path(value)
     if not path.exists():
-        raise config.error(("data", split), f"file not found: {path}")
+        raise config.error(loc, f"file not found: {path}")
     return path
 
 

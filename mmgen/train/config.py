@@ -12,14 +12,14 @@ is the annotated example.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, PrivateAttr, Tag, model_validator
 
 from mmgen import project
 from mmgen.errors import ConfigError, did_you_mean
 from mmgen.model.trainable import STAGES
-from mmgen.yamlfile import Origins, load_yaml_model, where
+from mmgen.yamlfile import Origins, field_error, load_yaml_model, where
 
 
 class Strict(BaseModel):
@@ -73,8 +73,51 @@ class ModalitySection(Strict):
     random_init: RandomInit | None = None
 
 
+class SourceSection(Strict):
+    """One source of a mixture (``data.train`` as a list); the semantics are
+    ``mmgen/data/mixture.py``'s. Every source has a weight, or none has one."""
+
+    path: str  # JSONL file or `datasets.save_to_disk` folder
+    name: str | None = None  # in the summary and metrics.jsonl; default: the file name's stem
+    # share of the epoch's samples, whose count is all sources' rows together (normalised)
+    weight: float | None = Field(None, gt=0)
+    epochs: float | None = Field(None, gt=0)  # passes per epoch, fractional ok (default 1)
+    max_samples: int | None = Field(None, gt=0)  # only the source's first N rows are used
+
+    @model_validator(mode="before")
+    @classmethod
+    def _plain_path(cls, value: Any) -> Any:
+        return {"path": value} if isinstance(value, str) else value  # `- b.jsonl`: epochs 1
+
+    @model_validator(mode="after")
+    def _weight_or_epochs(self) -> SourceSection:
+        if self.weight is not None and self.epochs is not None:
+            raise field_error("epochs", "give weight or epochs, not both")
+        return self
+
+    @property
+    def label(self) -> str:
+        return self.name or Path(self.path).stem
+
+
+def _split_kind(value: Any) -> str | None:
+    return "str" if isinstance(value, str) else "list[]" if isinstance(value, list) else None
+
+
+# a path, or a list of sources: the tags keep pydantic from reporting the branch not taken
+# (yamlfile drops tags of the form `list[...]` from the key path)
+TrainSplit = Annotated[
+    Annotated[str, Tag("str")] | Annotated[list[SourceSection], Field(min_length=1), Tag("list[]")],
+    Discriminator(
+        _split_kind,
+        custom_error_type="train_split",
+        custom_error_message="expected a path, or a list of sources {path, weight | epochs, ...}",
+    ),
+]
+
+
 class DataSection(Strict):
-    train: str  # JSONL file or `datasets.save_to_disk` folder
+    train: TrainSplit  # JSONL file or `datasets.save_to_disk` folder, or a mixture of sources
     eval: str | None = None  # eval loss (and accuracy during training) on this split
     test: str | None = None  # held-out split: generation + exact match at the end
     media_root: str | None = None  # relative media paths start here (default: data file's dir)
@@ -274,4 +317,31 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> TrainCo
     config, lines = load_yaml_model(path, TrainConfig, error=ConfigError, overrides=overrides)
     config._source, config._lines = path, lines
     config._root = project.find_root(path.resolve().parent) or path.resolve().parent
+    _check_sources(config)
     return config
+
+
+def _check_sources(config: TrainConfig) -> None:
+    """What one source cannot see: weights on all sources or none, and distinct names."""
+    sources = config.data.train
+    if isinstance(sources, str):
+        return
+    weighted = sources[0].weight is not None
+    named: dict[str, int] = {}
+    for i, source in enumerate(sources):
+        if (source.weight is not None) != weighted:
+            loc: tuple[str | int, ...] = ("data", "train", i)
+            if source.weight is not None:
+                loc, what = (*loc, "weight"), "a weight, but data.train[0] has none"
+            elif source.epochs is not None:
+                loc, what = (*loc, "epochs"), "epochs, but data.train[0] has a weight"
+            else:
+                what = "no weight, but data.train[0] has one"
+            rule = "give every source a weight or none (weights and epochs do not mix)"
+            raise config.error(loc, f"{what}: {rule}")
+        if source.label in named:
+            where = "name" if source.name else "path"
+            taken = f"data.train[{named[source.label]}]"
+            message = f"the name {source.label!r} is taken by {taken}; give each source a name"
+            raise config.error(("data", "train", i, where), message)
+        named[source.label] = i

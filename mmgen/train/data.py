@@ -1,5 +1,8 @@
 """The data a run reads: the scanned datasets, the packed (or padded) batch stream of this rank,
 eval batches, and the rows whose answers are generated for exact match.
+
+With a mixture (``data.train`` as a list of sources) each batch's real tokens are also counted
+per source, from the sampler's plan at the stream's position: the metrics log their shares.
 """
 
 from __future__ import annotations
@@ -19,11 +22,15 @@ class TrainData:
         import torch
 
         from mmgen.data.loading import packed_dataloader, padded_dataloader
+        from mmgen.data.mixture import Mixture
 
         self.config, self.world = config, world
         packing = config.packing
         self.packed = packing.layout == "packed"
         self.train = build.load_split(config, processor, "train")
+        self.mixture = self.train if isinstance(self.train, Mixture) else None
+        self.source_names = self.mixture.names if self.mixture is not None else []
+        self._source_tokens: list[Any] = []  # per batch drawn: real tokens of each source
         self.eval = build.load_split(config, processor, "eval") if config.data.eval else None
         self.test_skips = SkipLog()
         self.test = build.open_test(config, processor, self.test_skips)
@@ -40,7 +47,6 @@ class TrainData:
                 num_replicas=world.size, rank=world.rank, num_workers=workers,
                 loader_options={"generator": generator, **ahead},
             )  # fmt: skip
-            self.sampler = loader.batch_sampler
         else:
             loader = padded_dataloader(
                 self.train, packing.batch_size, pad_token_id=processor.pad_token_id,
@@ -48,6 +54,7 @@ class TrainData:
                 group_by_length=packing.group_by_length, num_workers=workers, generator=generator,
                 **ahead,
             )  # fmt: skip
+        self.sampler = loader.batch_sampler
         self.collate = loader.collate_fn
         self.stream = BatchStream(loader, seed=config.seed)
 
@@ -69,11 +76,31 @@ class TrainData:
         )
 
     def next_batch(self) -> dict[str, Any]:
-        return to_device(next(self.stream), self.world.device)
+        batch = next(self.stream)
+        if self.mixture is not None:
+            self._source_tokens.append(self._tokens_by_source())
+        return to_device(batch, self.world.device)
 
-    def sizes(self, batches: list[dict[str, Any]]) -> tuple[float, float]:
-        """Real tokens in ``batches`` and the token slots they took: pack capacity when packed
-        (what the budget allowed), batch x longest when padded (what was computed)."""
+    def _tokens_by_source(self) -> Any:
+        """Real tokens of each source in the batch the stream yielded last (this rank's)."""
+        import torch
+
+        step = self.sampler.plan(self.stream.epoch)[self.stream.position - 1]
+        indices = torch.as_tensor(step[self.world.rank] if self.packed else step, dtype=torch.long)
+        # packed: the planned lengths (an over-long sample truncated to the budget)
+        lengths = self.sampler.planned_lengths if self.packed else self.train.lengths
+        sources = self.mixture.source_of(indices)
+        return torch.bincount(sources, lengths[indices].double(), minlength=len(self.source_names))
+
+    def sizes(self, batches: list[dict[str, Any]]) -> tuple[float, float, list[float]]:
+        """Real tokens in ``batches`` (the latest ``next_batch`` gave), the token slots they took
+        (pack capacity when packed: what the budget allowed; batch x longest when padded: what
+        was computed), and each mixture source's real tokens among them (``[]`` without one)."""
+        import torch
+
+        drawn = self._source_tokens[-len(batches) :] if batches else []
+        sources = torch.stack(drawn).sum(0).tolist() if drawn else []
+        self._source_tokens.clear()
         tokens = slots = 0
         for batch in batches:
             if self.packed:
@@ -82,7 +109,7 @@ class TrainData:
             else:
                 tokens += int(batch["attention_mask"].sum())
                 slots += batch["input_ids"].numel()
-        return float(tokens), float(slots)
+        return float(tokens), float(slots), sources
 
     def eval_batches(self) -> list[list[int]]:
         """The eval split in batches of dataset indices, in order (no shuffling), each batch once:
@@ -110,6 +137,8 @@ class TrainData:
 
     def describe(self) -> str:
         lines = [f"data: train {self.train.report()}"]
+        if self.mixture is not None:
+            lines += [f"data:   {line}" for line in self.mixture.source_lines()]
         if self.eval is not None:
             lines.append(f"data: eval {self.eval.report()}")
         if self.test is not None:

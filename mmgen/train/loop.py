@@ -253,13 +253,15 @@ class Trainer:
         except Exception:
             self._save_after_error(*before)
             raise
-        tokens, slots = self.data.sizes(batches)
-        figures = torch.tensor([loss_sum.item(), tokens, slots], dtype=torch.float64)
-        loss_total, tokens, slots = distributed.all_reduce_sum(figures.to(world.device)).tolist()
+        tokens, slots, sources = self.data.sizes(batches)  # sources: a mixture's, per source
+        figures = torch.tensor([loss_sum.item(), tokens, slots, *sources], dtype=torch.float64)
+        summed = distributed.all_reduce_sum(figures.to(world.device)).tolist()
+        loss_total, tokens, slots, *sources = summed
         updated = self._update(loss_total / total)
         self.step += 1
         loss = loss_total / total if updated else None
-        window.add(loss, tokens, slots, time.perf_counter() - start, waiting)
+        per_source = dict(zip(self.data.source_names, sources, strict=True))
+        window.add(loss, tokens, slots, time.perf_counter() - start, waiting, per_source)
 
     def _update(self, loss: float) -> bool:
         """Clip the global gradient norm, step the optimizer and the LR schedule; False when the

@@ -1,7 +1,8 @@
 """Metrics of a run: one JSON object per line in ``<output_dir>/metrics.jsonl`` (and TensorBoard
 scalars when ``tensorboard`` is installed), plus the console progress bar.
 
-Records are ``{"kind": "train"|"eval"|"test", "step": N, ...values}``. A resumed run first drops
+Records are ``{"kind": "train"|"eval"|"test", "step": N, ...values}``; a mixture's train records
+add ``"sources": {name: share of the window's real tokens}``. A resumed run first drops
 the records an interrupted attempt logged after the checkpoint it resumes from (they are logged
 again), then appends, so every record appears once.
 """
@@ -59,6 +60,9 @@ class Metrics:
             for key, value in values.items():
                 if isinstance(value, (int, float)):
                     self._board.add_scalar(f"{kind}/{key}", value, step)
+                elif isinstance(value, dict):  # e.g. a mixture's token share per source
+                    for name, number in value.items():
+                        self._board.add_scalar(f"{kind}/{key}/{name}", number, step)
 
     def close(self) -> None:
         if self._file is not None:
@@ -161,9 +165,9 @@ class Progress:
 
 @dataclass
 class Window:
-    """Figures since the last metrics line: mean loss, tokens/s, packing efficiency, and the
-    share of step time spent waiting for data (``data_wait``: near 1, data is the bottleneck;
-    raise ``data.num_workers``)."""
+    """Figures since the last metrics line: mean loss, tokens/s, packing efficiency, the share
+    of step time spent waiting for data (``data_wait``: near 1, data is the bottleneck; raise
+    ``data.num_workers``), and a mixture's share of real tokens per source."""
 
     losses: list[float] = field(default_factory=list)
     tokens: float = 0.0
@@ -171,14 +175,24 @@ class Window:
     seconds: float = 0.0
     waiting: float = 0.0
     latest: dict[str, float] = field(default_factory=dict)
+    sources: dict[str, float] = field(default_factory=dict)
 
     def add(
-        self, loss: float | None, tokens: float, slots: float, seconds: float, waiting: float = 0.0
+        self,
+        loss: float | None,
+        tokens: float,
+        slots: float,
+        seconds: float,
+        waiting: float = 0.0,
+        sources: dict[str, float] | None = None,
     ) -> None:
         """One step's figures; ``loss`` None for a step skipped for a non-finite loss;
-        ``waiting`` of the step's ``seconds`` went to getting its batches."""
+        ``waiting`` of the step's ``seconds`` went to getting its batches; ``sources``: a
+        mixture's real tokens per source in the step."""
         if loss is not None:
             self.losses.append(loss)
+        for name, count in (sources or {}).items():
+            self.sources[name] = self.sources.get(name, 0.0) + count
         self.tokens, self.slots, self.seconds = (
             self.tokens + tokens, self.slots + slots, self.seconds + seconds,
         )  # fmt: skip
@@ -191,12 +205,16 @@ class Window:
         if loss is not None:
             self.latest["loss"] = loss
 
-    def flush(self, scheduler) -> dict[str, float]:
+    def flush(self, scheduler) -> dict[str, Any]:
         """The window's figures (its mean loss over the steps that were not skipped)."""
         values = {k: v for k, v in self.latest.items() if k != "loss"}
         if self.losses:
             values["loss"] = sum(self.losses) / len(self.losses)
         values["lr"] = scheduler.get_last_lr()[0]
+        if self.sources:  # rounded: the shares are for reading, the counts are in the plan
+            total = max(sum(self.sources.values()), 1.0)
+            values["sources"] = {k: round(v / total, 4) for k, v in self.sources.items()}
         self.losses, self.tokens, self.slots, self.seconds = [], 0.0, 0.0, 0.0
         self.waiting = 0.0
+        self.sources = {}
         return values
