@@ -18,6 +18,7 @@ it under a lock while the others wait, then they read it.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import hashlib
 import inspect
@@ -25,6 +26,7 @@ import itertools
 import json
 import multiprocessing
 import os
+import pickle
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -167,15 +169,47 @@ def _measure_chunk(
 
 @contextlib.contextmanager
 def _measurer(processor: Any, workers: int, headers: bool):
-    """``measure(payloads) -> iterator of results``: in this process, or in ``workers``
-    processes (spawned: a forked copy of a process holding CUDA or tokenizer threads can hang),
-    each given the processor once."""
+    """``measure(payloads) -> iterator of results``, in order: in this process, or in
+    ``workers`` processes (spawned: a forked copy of a process holding CUDA or tokenizer threads
+    can hang), each given the processor once, with a bounded number of chunks in flight. A
+    worker that cannot start (a processor that does not pickle) is an error, never a hang."""
     if workers <= 1:
         yield lambda payloads: (_measure_chunk(processor, p, headers) for p in payloads)
         return
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
+    try:  # the processor travels to every worker: find out now if it cannot
+        pickle.dumps(processor)
+    except Exception as exc:
+        raise DataError(
+            f"the scan's workers cannot be given this processor ({type(exc).__name__}: {exc});"
+            " set data.scan_workers: 1"
+        ) from None
     context = multiprocessing.get_context("spawn")
-    with context.Pool(workers, initializer=_install, initargs=(processor, headers)) as pool:
-        yield lambda payloads: pool.imap(_measure_in_worker, payloads)
+    pool = ProcessPoolExecutor(
+        workers, mp_context=context, initializer=_install, initargs=(processor, headers)
+    )
+
+    def measure(payloads):
+        pending: collections.deque = collections.deque()
+        try:
+            for payload in payloads:
+                pending.append(pool.submit(_measure_in_worker, payload))
+                if len(pending) >= 2 * workers:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        except BrokenProcessPool as exc:
+            raise DataError(
+                f"the scan's worker processes failed to start ({exc}); set data.scan_workers: 1"
+                " (the processor may not pickle, or a worker ran out of memory)"
+            ) from None
+
+    try:
+        yield measure
+    finally:
+        pool.shutdown(cancel_futures=True)
 
 
 _WORKER: dict[str, Any] = {}

@@ -9,6 +9,7 @@ import math
 import os
 import threading
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -245,6 +246,9 @@ def test_workers_measure_the_same(tmp_path, chat_tokenizer, monkeypatch) -> None
     path = write_rows(tmp_path, 1200, bad=False)  # three chunks of rows
     alone = MultimodalDataset(path, processor(chat_tokenizer, counting=False), index=False)
     monkeypatch.setattr(index_module, "PARALLEL_AFTER_SECONDS", 0.0)
+    # spawned workers import this module and its helpers package by name: tests/ comes first
+    # (tests/train/helpers.py would otherwise shadow the package in a full run)
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1]))
     shared = MultimodalDataset(
         path, processor(chat_tokenizer, counting=False), index=False, scan_workers=2
     )
@@ -269,3 +273,12 @@ def test_the_cache_folder_follows_mmgen_cache(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     assert index_module.cache_dir() == tmp_path / "mmgen"
     assert os.environ.get("MMGEN_CACHE") is None
+
+
+def test_workers_that_cannot_start_are_an_error_not_a_hang(tmp_path, chat_tokenizer, monkeypatch):
+    path = write_rows(tmp_path, 1200)
+    monkeypatch.setattr(index_module, "PARALLEL_AFTER_SECONDS", 0.0)
+    made = processor(chat_tokenizer, counting=False)
+    made.unpicklable = threading.Lock()  # a worker cannot be given this processor
+    with pytest.raises(DataError, match="cannot be given this processor.*scan_workers: 1"):
+        MultimodalDataset(path, made, index=False, scan_workers=2)
