@@ -280,5 +280,5 @@ def test_workers_that_cannot_start_are_an_error_not_a_hang(tmp_path, chat_tokeni
     monkeypatch.setattr(index_module, "PARALLEL_AFTER_SECONDS", 0.0)
     made = processor(chat_tokenizer, counting=False)
     made.unpicklable = threading.Lock()  # a worker cannot be given this processor
-    with pytest.raises(DataError, match="cannot be given this processor.*scan_workers: 1"):
+    with pytest.raises(DataError, match=r"cannot be given this processor.*scan_workers: 1"):
         MultimodalDataset(path, made, index=False, scan_workers=2)
