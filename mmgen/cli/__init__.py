@@ -27,10 +27,11 @@ app.command("new-modality")(new_modality.new_modality)
 app.add_typer(specs.app, name="specs")
 app.command("validate")(validate.validate)
 
-# train: the training loop and the offline demo data
-from mmgen.cli import demo_data, train  # noqa: E402
+# train: the training loop, its data check and the offline demo data
+from mmgen.cli import data, demo_data, train  # noqa: E402
 
 app.command("train")(train.train)
+app.add_typer(data.app, name="data")
 app.command("demo-data")(demo_data.demo_data)
 
 

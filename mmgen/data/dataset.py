@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -77,31 +78,18 @@ class MultimodalDataset(Dataset):
         self.on_error = on_error or processor.on_error
         if self.on_error not in ("raise", "skip"):
             raise ValueError(f"on_error must be 'raise' or 'skip', got {self.on_error!r}")
-        self.skipped = SkipLog()
-        self.source = open_source(
-            data,
-            base_dir=base_dir,
-            split=split,
-            on_error=self.on_error,
-            skips=self.skipped,
-            media_root=media_root,
-        )
-        key = None
-        if index:
-            key = fingerprint(
-                data, processor, split=split, on_error=self.on_error,
-                base_dir=media_root or base_dir, headers=scan_headers,
-            )  # fmt: skip
-
-        def build() -> DataIndex:
-            return build_index(
-                self.source, processor, on_error=self.on_error, skipped=self.skipped,
-                workers=scan_workers, headers=scan_headers, progress=progress,
-            )  # fmt: skip
-
-        folder = Path(index_dir) if index_dir is not None else None
-        self.index = load_or_build(key, build, folder=folder)
-        self.skipped = self.index.skipped  # a kept index also kept the reader's skips
+        if media_root is not None and base_dir is not None:
+            raise TypeError("give media_root or base_dir (its older name), not both")
+        self.source, self.index = open_indexed(
+            data, processor, split=split, on_error=self.on_error, index=index,
+            index_dir=index_dir, scan_workers=scan_workers, scan_headers=scan_headers,
+            progress=progress, media_root=media_root if media_root is not None else base_dir,
+        )  # fmt: skip
+        self.skipped = self.index.skipped
+        if self.on_error == "raise" and len(self.index.dropped):
+            # an index built while skipping (mmgen data check) holds the rows that fail
+            _, reason, message = self.index.problems()[0]
+            raise DataError(message, reason=reason)
         self._rows = self.index.rows
         self.lengths = torch.from_numpy(self.index.lengths)
         self.items = torch.from_numpy(self.index.items)
@@ -150,3 +138,35 @@ class MultimodalDataset(Dataset):
 
     def _process(self, source: SourceRow) -> ProcessedSample:
         return self.processor.process(source.row, origin=source.origin, base_dir=source.base_dir)
+
+
+def open_indexed(
+    data: Any,
+    processor: MultimodalProcessor,
+    *,
+    split: str | None = None,
+    on_error: Literal["raise", "skip"] = "raise",
+    index: bool = True,
+    index_dir: str | os.PathLike | None = None,
+    scan_workers: int = 1,
+    scan_headers: bool = True,
+    progress: bool = False,
+    media_root: str | os.PathLike | None = None,
+) -> tuple[Sequence[SourceRow], DataIndex]:
+    """``data``'s rows and their length index: the kept one when it reads back whole, else
+    measured now (and kept when ``index``). ``MultimodalDataset`` is built on this; ``mmgen
+    data check`` reads the index's problems directly (arguments as ``MultimodalDataset``'s)."""
+    skipped = SkipLog()
+    source = open_source(data, split=split, on_error=on_error, skips=skipped, media_root=media_root)
+    key = None
+    if index:
+        key = fingerprint(data, processor, split=split, base_dir=media_root, headers=scan_headers)
+
+    def build() -> DataIndex:
+        return build_index(
+            source, processor, on_error=on_error, skipped=skipped, workers=scan_workers,
+            headers=scan_headers, progress=progress,
+        )  # fmt: skip
+
+    folder = Path(index_dir) if index_dir is not None else None
+    return source, load_or_build(key, build, folder=folder)

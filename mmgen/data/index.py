@@ -10,7 +10,7 @@ length and its items' spans; per dropped row why (``on_error: skip``).
 ``load_or_build`` keeps the index in ``<cache>/index/<fingerprint>.safetensors``: the cache is
 ``$MMGEN_CACHE`` (default ``~/.cache/mmgen``), the fingerprint hashes everything the lengths
 depend on (the data files' paths, sizes and mtimes; the tokenizer and chat template; every
-modality's processor code, config and loader; truncation and ``on_error``). Any change makes a new
+modality's processor code, config and loader; truncation). Any change makes a new
 fingerprint. The file is written to a temp name and renamed; one that does not read back whole is
 rebuilt, never trusted. Processes of one run (ranks, ``mmgen data check``) share it: one builds
 it under a lock while the others wait, then they read it.
@@ -41,24 +41,35 @@ from mmgen.data.skips import SkipLog, reason_of
 from mmgen.errors import DataError
 
 FORMAT = "mmgen-data-index"
-_ARRAYS = ("rows", "lengths", "offsets", "starts", "ends", "id_bytes", "id_offsets")
-VERSION = 1  # bump when what is measured, or how, changes: old indexes are then rebuilt
+_ARRAYS = ("rows", "lengths", "offsets", "starts", "ends", "kinds", "targets", "full_lengths",
+           "id_bytes", "id_offsets", "dropped", "problem_bytes", "problem_offsets")  # fmt: skip
+VERSION = 2  # bump when what is measured, or how, changes: old indexes are then rebuilt
 CHUNK = 512  # rows per tokenizer call and per unit of work for a scan worker
 PARALLEL_AFTER_SECONDS = 10.0  # a scan projected to take longer than this starts its workers
 
 
 @dataclass
 class DataIndex:
-    """What the scan kept: ``rows[i]`` is kept sample ``i``'s position in the source, its length
-    ``lengths[i]`` and its items' spans ``starts/ends[offsets[i]:offsets[i + 1]]``."""
+    """What the scan found. Kept sample ``i`` is row ``rows[i]`` of the source, ``lengths[i]``
+    tokens long (``full_lengths[i]`` before truncation), with ``targets[i]`` tokens the loss
+    learns; its items' spans are ``starts/ends[offsets[i]:offsets[i + 1]]`` and their modalities
+    ``modalities[kinds[...]]``. Dropped rows (``on_error: skip``) are ``dropped``, each with its
+    problem (``problems()``: the reason and the error's message); ``skipped`` counts them."""
 
     rows: np.ndarray  # int64 (N,)
     lengths: np.ndarray  # int64 (N,)
     offsets: np.ndarray  # int64 (N + 1,)
-    starts: np.ndarray  # int64 (sum of items,)
-    ends: np.ndarray  # int64 (sum of items,)
+    starts: np.ndarray  # int32 (sum of items,)
+    ends: np.ndarray  # int32 (sum of items,)
+    kinds: np.ndarray  # uint8 (sum of items,): position in ``modalities``
+    targets: np.ndarray  # int32 (N,)
+    full_lengths: np.ndarray  # int32 (N,)
     id_bytes: np.ndarray  # uint8: the kept samples' ids, UTF-8, end to end
     id_offsets: np.ndarray  # int64 (N + 1,)
+    dropped: np.ndarray  # int64 (D,): source positions of the rows left out
+    problem_bytes: np.ndarray  # uint8: "reason\tmessage" of each dropped row, UTF-8
+    problem_offsets: np.ndarray  # int64 (D + 1,)
+    modalities: list[str]
     total: int  # rows in the source
     skipped: SkipLog
 
@@ -67,9 +78,13 @@ class DataIndex:
         return np.diff(self.offsets)
 
     def ids(self) -> list[str]:
-        blob = self.id_bytes.tobytes()
-        bounds = self.id_offsets.tolist()
-        return [blob[a:b].decode() for a, b in itertools.pairwise(bounds)]
+        return _strings(self.id_bytes, self.id_offsets)
+
+    def problems(self) -> list[tuple[int, str, str]]:
+        """``(source position, reason, message)`` of each dropped row, in source order."""
+        texts = _strings(self.problem_bytes, self.problem_offsets)
+        split = [text.split("\t", 1) for text in texts]
+        return [(int(r), *pair) for r, pair in zip(self.dropped.tolist(), split, strict=True)]
 
     def spans(self, index: int) -> tuple[tuple[int, int], ...]:
         a, b = int(self.offsets[index]), int(self.offsets[index + 1])
@@ -77,24 +92,51 @@ class DataIndex:
 
     @classmethod
     def from_sizes(
-        cls, rows: list[int], sizes: list[SampleSize], total: int, skipped: SkipLog
+        cls,
+        rows: list[int],
+        sizes: list[SampleSize],
+        total: int,
+        skipped: SkipLog,
+        *,
+        modalities: Sequence[str] = (),
+        problems: Sequence[tuple[int, str, str]] = (),
     ) -> DataIndex:
         counts = [len(size.spans) for size in sizes]
         flat = [span for size in sizes for span in size.spans]
-        encoded = [size.id.encode() for size in sizes]
+        kind = {name: k for k, name in enumerate(modalities)}
+        ids, ids_at = _blob(size.id for size in sizes)
+        texts, texts_at = _blob(f"{reason}\t{message}" for _, reason, message in problems)
         return cls(
             rows=np.asarray(rows, dtype=np.int64),
             lengths=np.asarray([size.length for size in sizes], dtype=np.int64),
             offsets=np.concatenate([[0], np.cumsum(counts, dtype=np.int64)]).astype(np.int64),
-            starts=np.asarray([a for a, _ in flat], dtype=np.int64),
-            ends=np.asarray([b for _, b in flat], dtype=np.int64),
-            id_bytes=np.frombuffer(b"".join(encoded), dtype=np.uint8).copy(),
-            id_offsets=np.concatenate(
-                [[0], np.cumsum([len(e) for e in encoded], dtype=np.int64)]
-            ).astype(np.int64),
+            starts=np.asarray([a for a, _ in flat], dtype=np.int32),
+            ends=np.asarray([b for _, b in flat], dtype=np.int32),
+            kinds=np.asarray([kind[n] for s in sizes for n in s.modalities], dtype=np.uint8),
+            targets=np.asarray([size.targets for size in sizes], dtype=np.int32),
+            full_lengths=np.asarray([size.full_length for size in sizes], dtype=np.int32),
+            id_bytes=ids,
+            id_offsets=ids_at,
+            dropped=np.asarray([position for position, _, _ in problems], dtype=np.int64),
+            problem_bytes=texts,
+            problem_offsets=texts_at,
+            modalities=list(modalities),
             total=total,
             skipped=skipped,
         )
+
+
+def _blob(texts: Iterator[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Strings end to end as UTF-8 bytes, and where each starts (``(N + 1,)`` offsets)."""
+    encoded = [text.encode() for text in texts]
+    data = np.frombuffer(b"".join(encoded), dtype=np.uint8).copy()
+    ends = np.cumsum([len(e) for e in encoded], dtype=np.int64)
+    return data, np.concatenate([[0], ends]).astype(np.int64)
+
+
+def _strings(data: np.ndarray, offsets: np.ndarray) -> list[str]:
+    blob = data.tobytes()
+    return [blob[a:b].decode() for a, b in itertools.pairwise(offsets.tolist())]
 
 
 # -- building ------------------------------------------------------------------------------------
@@ -116,6 +158,7 @@ def build_index(
     chunks = [range(i, min(i + CHUNK, len(source)), 1) for i in range(0, len(source), CHUNK)]
     rows: list[int] = []
     sizes: list[SampleSize] = []
+    problems: list[tuple[int, str, str]] = []
     bar = _progress(len(source), progress)
 
     def keep(chunk: range, measured: list[SampleSize | DataError]) -> None:
@@ -124,6 +167,7 @@ def build_index(
                 if on_error == "raise":
                     raise size
                 skipped.add(reason_of(size), size)
+                problems.append((position, reason_of(size), str(size)))
                 continue
             rows.append(position)
             sizes.append(size)
@@ -141,7 +185,9 @@ def build_index(
         for chunk, measured in zip(chunks[1:], measure(payloads), strict=True):
             keep(chunk, measured)
     bar.close()
-    return DataIndex.from_sizes(rows, sizes, len(source), skipped)
+    return DataIndex.from_sizes(
+        rows, sizes, len(source), skipped, modalities=processor.names, problems=problems
+    )
 
 
 def _payloads(source: Sequence[Any], chunks: list[range]) -> Iterator[list[tuple | DataError]]:
@@ -262,12 +308,13 @@ def fingerprint(
     processor: Any,
     *,
     split: str | None,
-    on_error: str,
     base_dir: Any = None,
     headers: bool = True,
 ) -> str | None:
     """A hash of everything the index of ``data`` depends on; None for data without files to
-    fingerprint (a list of dicts): its index is not kept."""
+    fingerprint (a list of dicts): its index is not kept. ``on_error`` is not part of it: an
+    index keeps its dropped rows' problems, so a run that raises on bad rows reads one built
+    while skipping them (by ``mmgen data check``) and raises the first."""
     files = _data_files(data)
     if files is None:
         return None
@@ -276,10 +323,9 @@ def fingerprint(
         "version": VERSION,
         "files": files,
         "split": split,
-        "on_error": on_error,
         "base_dir": str(base_dir) if base_dir is not None else None,
         "headers": headers,
-        "processor": processor.to_dict(),
+        "processor": {k: v for k, v in processor.to_dict().items() if k != "on_error"},
         "tokenizer": _tokenizer_hash(processor.tokenizer),
         "template": processor.template,
         "modalities": {name: _modality(processor, name) for name in processor.processors},
@@ -309,8 +355,13 @@ def write_index(index: DataIndex, path: Path) -> None:
 
     tensors = {name: getattr(index, name) for name in _ARRAYS}
     skipped = {"reasons": dict(index.skipped.reasons), "examples": index.skipped.examples}
-    metadata = {"format": FORMAT, "version": str(VERSION), "total": str(index.total),
-                "skipped": json.dumps(skipped)}  # fmt: skip
+    metadata = {
+        "format": FORMAT,
+        "version": str(VERSION),
+        "total": str(index.total),
+        "skipped": json.dumps(skipped),
+        "modalities": json.dumps(index.modalities),
+    }
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     save_file(tensors, str(tmp), metadata=metadata)
     with tmp.open("rb") as handle:
@@ -334,7 +385,10 @@ def read_index(path: Path) -> DataIndex | None:
         record = json.loads(metadata["skipped"])
         skipped.reasons.update(record["reasons"])
         skipped.examples[:] = record["examples"]
-        index = DataIndex(total=int(metadata["total"]), skipped=skipped, **arrays)
+        modalities = json.loads(metadata["modalities"])
+        index = DataIndex(
+            total=int(metadata["total"]), skipped=skipped, modalities=modalities, **arrays
+        )
     except (SafetensorError, OSError, ValueError, KeyError, TypeError):
         return None
     return index if _consistent(index) else None
@@ -346,7 +400,11 @@ def _consistent(index: DataIndex) -> bool:
         len(index.lengths) == n
         and len(index.offsets) == n + 1
         and int(index.offsets[0]) == 0
-        and len(index.starts) == len(index.ends) == int(index.offsets[-1])
+        and len(index.starts) == len(index.ends) == len(index.kinds) == int(index.offsets[-1])
+        and len(index.targets) == len(index.full_lengths) == n
+        and len(index.problem_offsets) == len(index.dropped) + 1
+        and int(index.problem_offsets[-1]) == len(index.problem_bytes)
+        and bool(np.all(index.kinds < max(len(index.modalities), 1)))
         and len(index.id_offsets) == n + 1
         and int(index.id_offsets[-1]) == len(index.id_bytes)
         and bool(np.all(np.diff(index.offsets) >= 0))

@@ -216,16 +216,21 @@ class MultimodalProcessor:
     ) -> SampleSize:
         entries = {n: iter([e for e in row.modalities if e.modality == n]) for n in self.names}
         texts = iter(text)
-        length, spans = 0, []
-        for piece, _ in pieces:
+        length, spans, names, learnt = 0, [], [], []  # learnt: (start, end) of trained text
+        for piece, trainable in pieces:
             if isinstance(piece, str):
-                length += next(texts)
+                count = next(texts)
+                if trainable:
+                    learnt.append((length, length + count))
+                length += count
                 continue
             count = self._count(row, next(entries[piece.name]), base, length, headers)
             spans.append((length, length + count))
+            names.append(piece.name)
             length += count
         if length == 0:
             raise DataError(f"{row.where}: has no tokens")
+        full = length
         if self.max_length is not None and length > self.max_length:
             if self.truncation == "error":
                 raise DataError(
@@ -234,11 +239,13 @@ class MultimodalProcessor:
             cut = cut_point(spans, length, self.max_length)
             if cut == 0:
                 raise DataError(
-                    f"sample {row.id!r}: cannot shorten to max_length={self.max_length}"
+                    f"{row.where}: cannot shorten to max_length={self.max_length}"
                     " without cutting through its first modality instance"
                 )
             length, spans = cut, [span for span in spans if span[1] <= cut]
-        return SampleSize(row.id, length, tuple(spans))
+            names = names[: len(spans)]
+        targets = sum(max(0, min(end, length) - start) for start, end in learnt)
+        return SampleSize(row.id, length, tuple(spans), tuple(names), targets, full)
 
     def _count(self, row: Row, entry: Entry, base: Path | None, start: int, headers: bool) -> int:
         """An item's num_embeddings: counted by its processor, or by processing it."""

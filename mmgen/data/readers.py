@@ -75,6 +75,10 @@ class JsonlSource(Sequence[SourceRow]):
             ) from None
         return SourceRow(row, f"{self.path}:{number}", self.base_dir)
 
+    def origin(self, index: int) -> str:
+        """Where row ``index`` is (``file.jsonl:line``), without reading it."""
+        return f"{self.path}:{int(self.numbers[index])}"
+
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_fd": None}  # a worker process opens its own
 
@@ -157,7 +161,10 @@ class JsonListSource(Sequence[SourceRow]):
         return len(self.rows)
 
     def __getitem__(self, index: int) -> SourceRow:  # type: ignore[override]
-        return SourceRow(self.rows[index], f"{self.path}[{index}]", self.base_dir)
+        return SourceRow(self.rows[index], self.origin(index), self.base_dir)
+
+    def origin(self, index: int) -> str:
+        return f"{self.path}[{index}]"
 
 
 class ParquetSource(Sequence[SourceRow]):
@@ -190,11 +197,14 @@ class ParquetSource(Sequence[SourceRow]):
             raise IndexError(f"{self.path}: row {index} of {len(self)}")
         group = bisect.bisect_right(self._starts, index) - 1
         table = self._group(group)
-        origin = f"{self.path}[{index}]"
+        origin = self.origin(index)
         if isinstance(table, DataError):
             raise DataError(f"{origin}: {table}", reason="malformed row")
         row = table.slice(index - self._starts[group], 1).to_pylist()[0]
         return SourceRow(row, origin, self.base_dir)
+
+    def origin(self, index: int) -> str:
+        return f"{self.path}[{index}]"
 
     def __getstate__(self) -> dict[str, Any]:
         # DataLoader workers reopen the file: an open handle does not pickle
@@ -258,7 +268,10 @@ class RowsSource(Sequence[SourceRow]):
         return len(self.rows)
 
     def __getitem__(self, index: int) -> SourceRow:  # type: ignore[override]
-        return SourceRow(self.rows[int(index)], f"{self.name}[{index}]", self.base_dir)
+        return SourceRow(self.rows[int(index)], self.origin(index), self.base_dir)
+
+    def origin(self, index: int) -> str:
+        return f"{self.name}[{index}]"
 
 
 def open_source(

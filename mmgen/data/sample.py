@@ -39,11 +39,17 @@ class ModalityItem:
 @dataclass(frozen=True)
 class SampleSize:
     """What packing needs of a sample, known without processing it (``MultimodalProcessor.
-    measure``): its id, its length in tokens and each item's ``(start, end)`` span."""
+    measure``): its id, its length in tokens and each item's ``(start, end)`` span, after the
+    processor's truncation. What ``mmgen data check`` reports on is kept beside them: each
+    item's modality, the tokens the loss learns (``targets``) and the length before truncation
+    (``full_length``)."""
 
     id: str
     length: int
     spans: tuple[tuple[int, int], ...]
+    modalities: tuple[str, ...] = ()
+    targets: int = 0
+    full_length: int = 0
 
 
 @dataclass(frozen=True)

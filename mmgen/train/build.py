@@ -102,7 +102,7 @@ def load_model(path: Path, config: TrainConfig):
 
 
 def _language_model(config: TrainConfig, tokenizer: Any, attn: str):
-    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM
 
     section = config.model
     if section.llm is not None:
@@ -114,7 +114,15 @@ def _language_model(config: TrainConfig, tokenizer: Any, attn: str):
         except (OSError, ValueError) as exc:
             first = str(exc).strip().splitlines()[0]
             raise config.error(("model", "llm"), f"cannot load {section.llm!r}: {first}") from None
-    options = dict(section.text_config or {})
+    llm_config = _text_config(config, tokenizer)
+    return AutoModelForCausalLM.from_config(llm_config, attn_implementation=attn)
+
+
+def _text_config(config: TrainConfig, tokenizer: Any):
+    """The random-init LLM's config from ``model.text_config``."""
+    from transformers import AutoConfig
+
+    options = dict(config.model.text_config or {})
     model_type = options.pop("model_type")
     # the vocabulary and special ids come from the tokenizer unless the config sets them
     options.setdefault("vocab_size", len(tokenizer))
@@ -122,13 +130,27 @@ def _language_model(config: TrainConfig, tokenizer: Any, attn: str):
         if getattr(tokenizer, key, None) is not None:
             options.setdefault(key, getattr(tokenizer, key))
     try:
-        llm_config = AutoConfig.for_model(model_type, **options)
+        return AutoConfig.for_model(model_type, **options)
     except (ValueError, TypeError) as exc:
         raise config.error(("model", "text_config"), str(exc).splitlines()[0]) from None
-    return AutoModelForCausalLM.from_config(llm_config, attn_implementation=attn)
 
 
 def _modality(config: TrainConfig, name: str, hidden: int, world: World):
+    modality_class, modality_config = modality_parts(config, name, hidden, write=world.main)
+    if config.modalities[name].random_init is not None:
+        barrier()  # other ranks read what rank 0 wrote
+    try:
+        return modality_class(modality_config)
+    except (TypeError, ValueError, OSError) as exc:
+        first = str(exc).strip().splitlines()[0]
+        kind = config.modalities[name].type or name
+        raise config.error(("modalities", name, "config"), f"{kind}: {first}") from None
+
+
+def modality_parts(config: TrainConfig, name: str, hidden: int, *, write: bool):
+    """``(modality class, its config)`` of modality ``name`` for an LLM of width ``hidden``.
+    With ``random_init`` its tiny encoder and processor are saved under the run's folder first
+    (``write``: by this process; other ranks only read them)."""
     import mmgen.modalities  # noqa: F401  (registers the built-in modalities)
     from mmgen.modality.registry import AutoModality
 
@@ -152,30 +174,68 @@ def _modality(config: TrainConfig, name: str, hidden: int, world: World):
     fields["hidden_size"] = hidden
     if section.random_init is not None:
         folder = config.path(config.output_dir) / "random_init" / name
-        fields.update(
-            random_init_fields(config, name, kind, section.random_init, folder, write=world.main)
-        )
-        barrier()  # other ranks read what rank 0 wrote
+        fields.update(random_init_fields(config, name, kind, section.random_init, folder,
+                                         write=write))  # fmt: skip
     try:
-        modality_config = modality_class.config_class(**fields)
-        return modality_class(modality_config)
+        return modality_class, modality_class.config_class(**fields)
     except (TypeError, ValueError, OSError) as exc:
         first = str(exc).strip().splitlines()[0]
         raise config.error(("modalities", name, "config"), f"{kind}: {first}") from None
 
 
 def build_processor(config: TrainConfig, model: Any, tokenizer: Any):
+    """The model's ``MultimodalProcessor`` with the config's data options."""
+    processors = {
+        name: type(m).preprocessor_class(m.config) for name, m in model.modalities.items()
+    }
+    return _processor(
+        config, tokenizer, processors, model.placeholder_tokens, model.placeholder_ids
+    )
+
+
+def data_processor(config: TrainConfig, tokenizer: Any):
+    """The ``MultimodalProcessor`` ``build_processor`` makes for this config's model, without
+    building the model: the LLM's width is read from its config (no weights are loaded), each
+    modality's processor from its config. Its indexes are the ones training reads."""
+    from mmgen.model.config import MultimodalConfig
+
+    if config.model.init_from is not None:  # the saved model's own modalities and placeholders
+        return build_processor(config, build_model(config, tokenizer, _single()), tokenizer)
+    hidden = _hidden_size(config, tokenizer)
+    configs, processors, tokens = {}, {}, {}
+    for name in config.modalities:
+        modality_class, configs[name] = modality_parts(config, name, hidden, write=True)
+        try:
+            processors[name] = modality_class.preprocessor_class(configs[name])
+        except (TypeError, ValueError, OSError) as exc:
+            first = str(exc).strip().splitlines()[0]
+            raise config.error(("modalities", name, "config"), f"processor: {first}") from None
+        placeholder = getattr(configs[name], "placeholder", None)
+        if isinstance(placeholder, str) and placeholder:
+            tokens[name] = placeholder
+    # the model's config settles placeholder ids and tokens: the same defaults as build_model's
+    settled = MultimodalConfig(modalities=configs, placeholder_tokens=tokens)
+    return _processor(
+        config, tokenizer, processors, settled.placeholder_tokens, settled.placeholder_ids
+    )
+
+
+def _processor(config: TrainConfig, tokenizer: Any, processors: dict, tokens: dict, ids: dict):
+    from mmgen.data.processor import MultimodalProcessor
     from mmgen.modality.registry import AutoModalityLoader
 
     loaders = {}
-    for name, modality in model.modalities.items():
-        options = getattr(modality.config, "loader_options", None)
+    for name, processor in processors.items():
+        options = getattr(processor.config, "loader_options", None)
         if options:  # generated modalities keep their loader's options in the config
-            loaders[name] = AutoModalityLoader.from_name(modality.config.loader, **options)
+            loaders[name] = AutoModalityLoader.from_name(processor.config.loader, **options)
     data = config.data
-    return model.build_processor(
+    return MultimodalProcessor(
         tokenizer,
+        processors,
         loaders=loaders,
+        placeholder_tokens=tokens,
+        placeholder_ids=ids,
         max_length=data.max_length,
         truncation=data.truncation,
         on_error=data.on_error,
@@ -183,37 +243,61 @@ def build_processor(config: TrainConfig, model: Any, tokenizer: Any):
     )
 
 
-def load_split(config: TrainConfig, processor: Any, split: str):
+def _hidden_size(config: TrainConfig, tokenizer: Any) -> int:
+    from transformers import AutoConfig
+
+    section = config.model
+    if section.llm is not None:
+        where = config.name_or_path(section.llm, "model", "llm")
+        try:
+            llm_config = AutoConfig.from_pretrained(where)
+        except (OSError, ValueError) as exc:
+            first = str(exc).strip().splitlines()[0]
+            raise config.error(("model", "llm"), f"cannot load {section.llm!r}: {first}") from None
+    else:
+        llm_config = _text_config(config, tokenizer)
+    return int(llm_config.get_text_config().hidden_size)
+
+
+def _single() -> World:
+    return World(rank=0, size=1, local_rank=0, device=torch.device("cpu"))
+
+
+def load_split(config: TrainConfig, processor: Any, split: str, *, on_error: str | None = None):
     """A ``MultimodalDataset`` of ``data.<split>`` (scanned once: lengths for packing), or for
-    a list of sources a ``Mixture`` of one such dataset per source."""
+    a list of sources a ``Mixture`` of one such dataset per source. ``on_error`` overrides
+    ``data.on_error`` (``mmgen data check`` skips bad rows to report every one)."""
 
     value = getattr(config.data, split)
     if not isinstance(value, str):
-        return _mixture(config, processor, split)
-    return _dataset(config, processor, data_path(config, split))
+        return _mixture(config, processor, split, on_error)
+    return _dataset(config, processor, data_path(config, split), on_error)
 
 
-def _dataset(config: TrainConfig, processor: Any, path: Path):
+def _dataset(config: TrainConfig, processor: Any, path: Path, on_error: str | None = None):
     from mmgen.data.dataset import MultimodalDataset
 
     data = config.data
     workers = data.scan_workers or len(os.sched_getaffinity(0))
-    with _one_thread():
+    with one_thread():
         return MultimodalDataset(
             path, processor, cache=data.cache, media_root=media_root(config), index=data.index,
             scan_workers=workers, scan_headers=data.scan_headers, progress=True,
+            on_error=on_error or data.on_error,
         )  # fmt: skip
 
 
-def _mixture(config: TrainConfig, processor: Any, split: str):
+def _mixture(config: TrainConfig, processor: Any, split: str, on_error: str | None = None):
     from mmgen.data.mixture import Mixture, MixtureSource
 
     sections = getattr(config.data, split)
     # every path first: a mistyped third source stops the run before two long scans
-    paths = [_existing(config, s.path, "data", split, i, "path") for i, s in enumerate(sections)]
+    paths = [
+        existing_path(config, s.path, "data", split, i, "path") for i, s in enumerate(sections)
+    ]
     sources = []
     for section, path in zip(sections, paths, strict=True):
-        dataset = _dataset(config, processor, path)
+        dataset = _dataset(config, processor, path, on_error)
         sources.append(MixtureSource(section.label, dataset, section.weight, section.epochs,
                                      section.max_samples))  # fmt: skip
     mixture = Mixture(sources)
@@ -226,10 +310,10 @@ def _mixture(config: TrainConfig, processor: Any, split: str):
 
 
 def data_path(config: TrainConfig, split: str) -> Path:
-    return _existing(config, getattr(config.data, split), "data", split)
+    return existing_path(config, getattr(config.data, split), "data", split)
 
 
-def _existing(config: TrainConfig, value: str, *loc: str | int) -> Path:
+def existing_path(config: TrainConfig, value: str, *loc: str | int) -> Path:
     path = config.path(value)
     if not path.exists():
         raise config.error(loc, f"file not found: {path}")
@@ -246,7 +330,7 @@ def media_root(config: TrainConfig) -> Path | None:
     return path
 
 
-class _one_thread:
+class one_thread:
     """Feature extraction is many tiny torch ops: with several threads (and other processes on
     the cores) thread hand-offs cost far more than the work. Scan on one thread."""
 
@@ -291,7 +375,7 @@ def open_test(config: TrainConfig, processor: Any, skips: Any) -> list[Any] | No
         reference_answer(processor, row)
         return row
 
-    with _one_thread():
+    with one_thread():
         for index in range(len(source)):
             row = skips.attempt(config.data.on_error, check, index)
             if row is not None:

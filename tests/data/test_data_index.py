@@ -106,11 +106,18 @@ def test_measuring_gives_what_processing_gives(tmp_path, chat_tokenizer, max_len
         made = processor(chat_tokenizer, counting, max_length=max_length)
         dataset = MultimodalDataset(path, made, index=False)
         assert len(dataset) == 40
+        whole = MultimodalDataset(path, processor(chat_tokenizer, counting), index=False)
+        index = dataset.index
         for i in range(len(dataset)):
             sample = dataset[i]
             assert dataset.lengths[i] == sample.length, (counting, i)
-            assert dataset.index.spans(i) == tuple(sample.spans()), (counting, i)
+            assert index.spans(i) == tuple(sample.spans()), (counting, i)
             assert dataset.ids[i] == sample.id
+            # what `mmgen data check` reports: learnt tokens, item modalities, uncut length
+            assert index.targets[i] == int((sample.labels != -100).sum()), (counting, i)
+            kinds = index.kinds[index.offsets[i] : index.offsets[i + 1]]
+            assert [index.modalities[k] for k in kinds] == [it.modality for it in sample.items]
+            assert index.full_lengths[i] == whole.lengths[i]
 
 
 def test_counted_items_are_not_decoded(tmp_path, chat_tokenizer, monkeypatch) -> None:
@@ -220,6 +227,15 @@ def test_skips_are_counted_by_reason_and_kept_with_the_index(tmp_path, chat_toke
                                      "missing file": 1}  # fmt: skip
     again = MultimodalDataset(path, processor(chat_tokenizer, on_error="skip"))
     assert again.report() == first.report() and "23 samples" in again.report()
+    # every dropped row keeps its position and problem, in source order
+    problems = again.index.problems()
+    assert [(row, reason) for row, reason, _ in problems] == [
+        (3, "malformed line"), (10, "unreadable media"), (20, "missing file")]  # fmt: skip
+    assert problems[2][2].endswith("missing.png") or "missing.png" in problems[2][2]
+    # a run that raises on bad rows reads the same index and raises the first problem
+    with pytest.raises(DataError, match=r"train.jsonl:4: malformed JSONL line") as raised:
+        MultimodalDataset(path, processor(chat_tokenizer))
+    assert raised.value.reason == "malformed line"
 
 
 class FixedImage(ImageProcessor):
