@@ -48,9 +48,12 @@ def check(
         bool, typer.Option("--all", help="List every problem (default: the first 50).")
     ] = False,
 ) -> None:
-    """Validate every row with the code training uses; print each problem as file:line, a length
-    histogram per split and modality, and the projected packing. Builds (or reuses) the index
-    training reads. Exit code 1 when a run with this config would stop on the data."""
+    """Check every row of a run's data with the code training uses.
+
+    Prints each problem as file:line, a length histogram per split and modality, and the
+    projected packing; builds (or reuses) the index training reads. Exit code 1 when a run with
+    this config would stop on the data.
+    """
     from transformers.utils import logging as transformers_logging
 
     from mmgen.train.check import check_data, render
