@@ -25,7 +25,7 @@ checks that its encoder produced exactly ``num_embeddings[i]`` rows for it.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from mmgen.constants import IGNORE_INDEX
 
@@ -69,3 +69,23 @@ def mask_first_labels(
     out = labels.clone()
     out[..., starts] = ignore_index
     return out
+
+
+def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    """Tensors of a batch (and of its modality items) on ``device``."""
+    import torch
+
+    if device.type == "cpu":
+        return batch
+    out = {}
+    for key, value in batch.items():
+        if torch.is_tensor(value):
+            value = value.to(device, non_blocking=True)
+        elif key == "modalities":
+            value = {name: _items_to(items, device) for name, items in value.items()}
+        out[key] = value
+    return out
+
+
+def _items_to(items: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    return {**items, "values": [v.to(device, non_blocking=True) for v in items["values"]]}

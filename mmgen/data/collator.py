@@ -8,6 +8,7 @@ HF-style padded baseline. Both list modality items in placeholder order over the
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 
@@ -120,3 +121,20 @@ def _fit(
     if max_length is None and max_items is None:
         return kept
     return [sample.truncate(max_length, max_items) for sample in kept]
+
+
+def left_padded(samples: Sequence[Any], pad_token_id: int) -> dict[str, Any]:
+    """Prompts for ``generate``: ``(B, S)`` ids padded on the left (new tokens follow every
+    prompt directly), their attention mask, and the modality items in placeholder order."""
+    width = max(sample.length for sample in samples)
+    input_ids = torch.full((len(samples), width), pad_token_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(samples), width), dtype=torch.long)
+    for row, sample in enumerate(samples):
+        input_ids[row, width - sample.length :] = sample.input_ids
+        attention_mask[row, width - sample.length :] = 1
+    return {
+        "input_ids": input_ids,
+        "attention_mask": attention_mask,
+        "modalities": modality_batches(samples),
+        "sample_ids": [sample.id for sample in samples],
+    }

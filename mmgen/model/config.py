@@ -60,6 +60,10 @@ class MultimodalConfig(PreTrainedConfig):
         placeholder_ids: overrides of name -> id (default ``-1000 - k`` for the k-th modality).
         placeholder_tokens: overrides of name -> the text marking an item (default ``"<name>"``).
         tokenizer: name or path of the tokenizer (default: ``llm``).
+        modality_code: name -> ``{"module": ..., "root": ...}``: the module defining each
+            modality's class (a project's generated package, or mmgen's built-ins) and the
+            folder it was imported from. Saving records it; loading imports it first, so a
+            saved model loads without importing the project by hand.
     """
 
     model_type = "mmgen"
@@ -72,6 +76,7 @@ class MultimodalConfig(PreTrainedConfig):
         placeholder_ids: Mapping[str, int] | None = None,
         placeholder_tokens: Mapping[str, str] | None = None,
         tokenizer: str | None = None,
+        modality_code: Mapping[str, Mapping[str, str | None]] | None = None,
         **kwargs: Any,
     ) -> None:
         if isinstance(text_config, Mapping):
@@ -84,6 +89,7 @@ class MultimodalConfig(PreTrainedConfig):
         self.llm = llm
         self.text_config = text_config
         self.tokenizer = tokenizer
+        self.modality_code = {name: dict(entry) for name, entry in (modality_code or {}).items()}
         self.modalities = {
             _check_name(name): _modality_config(name, config)
             for name, config in (modalities or {}).items()
@@ -97,7 +103,7 @@ class MultimodalConfig(PreTrainedConfig):
         unknown = sorted(k for k in set(kwargs) - _transformers_keys() if not k.startswith("_"))
         if unknown:
             known = ["llm", "text_config", "modalities", "placeholder_ids", "placeholder_tokens",
-                     "tokenizer"]  # fmt: skip
+                     "tokenizer", "modality_code"]  # fmt: skip
             raise ConfigError(
                 f"MultimodalConfig got an unknown argument {unknown[0]!r}"
                 f"{did_you_mean(unknown[0], known, listing=True)}"

@@ -27,6 +27,23 @@ def _packed_position_ids(cu_seqlens: torch.Tensor, total: int) -> torch.Tensor:
     return positions - torch.repeat_interleave(starts, lengths, output_size=total)
 
 
+def _to_left_padding(
+    input_ids: torch.Tensor, attention_mask: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows padded on the right (or anywhere) moved so that each row's tokens end the row, in
+    order; left-padded rows are returned as they are."""
+    mask = attention_mask.bool()
+    counts = mask.sum(-1, keepdim=True)
+    width = mask.shape[-1]
+    # left-padded: the kept positions are exactly the last `count` of the row
+    wanted = torch.arange(width, device=mask.device) >= (width - counts)
+    if torch.equal(mask, wanted):
+        return input_ids, attention_mask
+    # a stable sort puts the padding first and keeps the tokens' order
+    order = torch.sort(mask.to(torch.int8), dim=-1, stable=True).indices
+    return input_ids.gather(-1, order), attention_mask.gather(-1, order)
+
+
 class MultimodalModel(PreTrainedModel):
     """A causal LLM whose inputs mix text embeddings with modality embeddings.
 
@@ -143,12 +160,16 @@ class MultimodalModel(PreTrainedModel):
     def build_processor(self, tokenizer: Any = None, **kwargs: Any):
         """The data side for this model: a ``mmgen.data.processor.MultimodalProcessor`` with each
         modality's processor, placeholder tokens and ids. ``tokenizer`` defaults to the one saved
-        with the model, else ``config.tokenizer``, else ``config.llm``.
+        with the model, else ``config.tokenizer``, else ``config.llm``; the data options a saved
+        model was trained with (``max_length``, ``truncation``, ``chat_template``) are the
+        defaults of ``kwargs``.
         """
         from mmgen.data.processor import MultimodalProcessor
 
         if tokenizer is None:
             tokenizer = serialization.load_tokenizer(self)
+        for key, value in getattr(self, "processor_options", {}).items():
+            kwargs.setdefault(key, value)  # the data options the model was trained with
         processors = {
             name: type(m).preprocessor_class(m.config) for name, m in self.modalities.items()
         }
@@ -257,14 +278,30 @@ class MultimodalModel(PreTrainedModel):
         """Generate text after a prompt holding modality items, through the LLM's ``generate``:
         the merged prompt is prefilled as ``inputs_embeds``, then decoding runs on its KV cache.
 
-        ``input_ids`` is one prompt ``(S,)`` or a left-padded batch ``(B, S)`` with its
-        ``attention_mask``. Returns the new tokens only, ``(B, new)``.
+        ``input_ids`` is one prompt ``(S,)`` or a padded batch ``(B, S)`` with its
+        ``attention_mask`` (right-padded rows are moved to the left: new tokens must follow each
+        prompt directly). A packed batch (``cu_seqlens``) is refused: its prompts would run as
+        one. Returns the new tokens only, ``(B, new)``; ``mmgen.model.generation.generate``
+        wraps this for processed prompts, with stop strings and streaming.
         """
+        packed = [key for key in ("cu_seqlens", "max_seqlen", "labels") if key in generate_kwargs]
+        if packed:
+            raise ValueError(
+                f"generate got {packed[0]!r}: a packed or training batch. Give prompts as one"
+                " (S,) sequence or a (B, S) batch with its attention_mask, e.g."
+                " mmgen.data.collator.left_padded(samples, pad_id)"
+            )
         if input_ids.dim() == 1:
             input_ids = input_ids.unsqueeze(0)
             attention_mask = attention_mask.unsqueeze(0) if attention_mask is not None else None
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
+        if attention_mask.shape != input_ids.shape:
+            raise ValueError(
+                f"attention_mask {tuple(attention_mask.shape)} does not match input_ids"
+                f" {tuple(input_ids.shape)}"
+            )
+        input_ids, attention_mask = _to_left_padding(input_ids, attention_mask)
         inputs_embeds = self.embed(input_ids, modalities, sample_ids)
         return self.language_model.generate(
             inputs_embeds=inputs_embeds, attention_mask=attention_mask, **generate_kwargs
@@ -288,11 +325,16 @@ class MultimodalModel(PreTrainedModel):
     # -- saving ------------------------------------------------------------------------------------
 
     def save_pretrained(
-        self, save_directory: str | os.PathLike, *, tokenizer: Any = None, **kwargs: Any
+        self,
+        save_directory: str | os.PathLike,
+        *,
+        tokenizer: Any = None,
+        processor: Any = None,
+        **kwargs: Any,
     ) -> None:
-        """Save the LLM, each modality and (when given) the tokenizer; see
-        ``mmgen.model.serialization``."""
-        serialization.save(self, save_directory, tokenizer=tokenizer, **kwargs)
+        """Save the LLM, each modality and (when given) the tokenizer and the processor's data
+        options; see ``mmgen.model.serialization``."""
+        serialization.save(self, save_directory, tokenizer=tokenizer, processor=processor, **kwargs)
 
     @classmethod
     def from_pretrained(

@@ -8,13 +8,23 @@ A saved model is a folder of standard parts, each loadable alone:
     modalities/<name>/           each modality (BaseModality.save_pretrained: config, weights and
                                  the encoder/processor files its config points at)
     tokenizer files              when a tokenizer is given to save_pretrained
+    mmgen_processor.json         the data options (max_length, truncation, chat template) when a
+                                 processor is given: ``build_processor`` starts from them
+
+``config.json`` records the module defining each modality's class (``modality_code``): loading
+imports it first (a project's generated package, from the folder it was trained from when it is
+not installed), so a saved model needs no manual import; when it cannot be found the error says
+what to install.
 """
 
 from __future__ import annotations
 
 import copy
+import importlib
+import json
 import os
 import shutil
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +41,9 @@ LLM_DIR = "llm"
 ADAPTER_DIR = "llm_adapter"
 MODALITIES_DIR = "modalities"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
+PROCESSOR_FILE = "mmgen_processor.json"
+# MultimodalProcessor options a saved model keeps (placeholders are in config.json)
+PROCESSOR_OPTIONS = ("max_length", "truncation", "chat_template")
 
 
 def _part(state_dict: dict[str, torch.Tensor] | None, prefix: str):
@@ -51,6 +64,7 @@ def save(
     save_directory: str | os.PathLike,
     *,
     tokenizer: Any = None,
+    processor: Any = None,
     state_dict: dict[str, torch.Tensor] | None = None,
     **kwargs: Any,
 ) -> None:
@@ -84,11 +98,71 @@ def save(
     config.text_config = copy.copy(config.text_config)
     config.text_config._name_or_path = ""  # where it was loaded from: no path outside the folder
     config.modalities = saved
+    config.modality_code = {name: _code_of(m) for name, m in model.modalities.items()}
     if tokenizer is not None:
         config.tokenizer = None  # saved beside; loading points at this folder
     config.save_pretrained(directory)
     if tokenizer is not None:
         tokenizer.save_pretrained(directory)
+    if processor is not None:
+        options = processor.to_dict()
+        kept = {key: options[key] for key in PROCESSOR_OPTIONS}
+        (directory / PROCESSOR_FILE).write_text(json.dumps(kept, indent=2) + "\n")
+
+
+def _code_of(modality: torch.nn.Module) -> dict[str, str | None]:
+    """Where ``modality``'s class comes from: its module, and the folder holding its top-level
+    package (None for mmgen's own, which needs no path)."""
+    module = type(modality).__module__
+    top = sys.modules.get(module.split(".")[0])
+    root = None
+    if top is not None and top.__name__ != "mmgen" and getattr(top, "__file__", None):
+        root = str(Path(top.__file__).resolve().parent.parent)
+    return {"module": module, "root": root}
+
+
+def import_modality_code(directory: Path) -> None:
+    """Import the modules ``directory/config.json`` says define its modalities (registering
+    them), before the config is read. One that cannot be imported is a ``ConfigError`` saying
+    what to install."""
+    try:
+        recorded = json.loads((directory / "config.json").read_text()).get("modality_code") or {}
+    except (OSError, ValueError):
+        return  # from_pretrained reports a missing or broken config.json
+    for name, entry in recorded.items():
+        module, root = entry.get("module"), entry.get("root")
+        if not module or module in sys.modules:
+            continue
+        try:
+            importlib.import_module(module)
+            continue
+        except ModuleNotFoundError as exc:
+            if not module.startswith(str(exc.name)):  # the module exists; one it imports does not
+                raise ConfigError(
+                    f"{directory}: modality {name!r}: importing {module} failed: {exc}"
+                ) from None
+        if root and Path(root, module.split(".")[0]).is_dir():
+            sys.path.append(root)  # the project folder the model was trained from
+            importlib.import_module(module)
+            continue
+        package = module.split(".")[0]
+        raise ConfigError(
+            f"{directory}: modality {name!r} is defined in {module}, which cannot be imported:"
+            f" install the project that generated it (`pip install -e <project>`, the folder"
+            f" holding the {package!r} package) or put that folder on PYTHONPATH"
+        )
+
+
+def processor_options(directory: Path) -> dict[str, Any]:
+    """The data options a model was saved with (``{}`` when none were)."""
+    path = directory / PROCESSOR_FILE
+    if not path.is_file():
+        return {}
+    try:
+        saved = json.loads(path.read_text())
+    except ValueError as exc:
+        raise CheckpointError(f"{path}: not valid JSON ({exc})") from None
+    return {key: saved[key] for key in PROCESSOR_OPTIONS if key in saved}
 
 
 def load(
@@ -112,6 +186,7 @@ def load(
     if not (directory / LLM_DIR).is_dir():
         raise FileNotFoundError(f"{directory} has no {LLM_DIR}/: not a saved MultimodalModel")
     if not isinstance(config, MultimodalConfig):
+        import_modality_code(directory)
         config = MultimodalConfig.from_pretrained(directory)
     options: dict[str, Any] = {}
     if dtype is not None:
@@ -141,6 +216,7 @@ def load(
         )
     model = cls(config, language_model=llm, modalities=modalities)
     model.name_or_path = str(directory)
+    model.processor_options = processor_options(directory)
     if (directory / "tokenizer_config.json").is_file():
         model.config.tokenizer = str(directory)
     return model.eval()

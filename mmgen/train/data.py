@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from mmgen.data.batch import to_device
 from mmgen.data.skips import SkipLog
 from mmgen.train import build
 from mmgen.train.config import TrainConfig
 from mmgen.train.distributed import World
-from mmgen.train.evaluate import to_device
 from mmgen.train.stream import BatchStream
 
 

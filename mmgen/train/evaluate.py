@@ -15,6 +15,8 @@ from typing import Any
 
 import torch
 
+from mmgen.data.batch import to_device
+from mmgen.data.collator import left_padded
 from mmgen.data.skips import SkipLog
 from mmgen.errors import DataError
 from mmgen.train.distributed import World, all_reduce_sum
@@ -136,40 +138,3 @@ def reference_answer(processor: Any, row: Any) -> str:
     if not parsed.turns or parsed.turns[-1].role != "assistant":
         raise DataError(f"{parsed.where}: no final assistant turn to compare answers with")
     return " ".join(parsed.turns[-1].content.split())
-
-
-def left_padded(samples: Sequence[Any], pad_token_id: int) -> dict[str, Any]:
-    """Prompts for ``generate``: ``(B, S)`` ids padded on the left (new tokens follow every
-    prompt directly), their attention mask, and the modality items in placeholder order."""
-    from mmgen.data.collator import modality_batches
-
-    width = max(sample.length for sample in samples)
-    input_ids = torch.full((len(samples), width), pad_token_id, dtype=torch.long)
-    attention_mask = torch.zeros((len(samples), width), dtype=torch.long)
-    for row, sample in enumerate(samples):
-        input_ids[row, width - sample.length :] = sample.input_ids
-        attention_mask[row, width - sample.length :] = 1
-    return {
-        "input_ids": input_ids,
-        "attention_mask": attention_mask,
-        "modalities": modality_batches(samples),
-        "sample_ids": [sample.id for sample in samples],
-    }
-
-
-def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
-    """Tensors of a batch (and of its modality items) on ``device``."""
-    if device.type == "cpu":
-        return batch
-    out = {}
-    for key, value in batch.items():
-        if torch.is_tensor(value):
-            value = value.to(device, non_blocking=True)
-        elif key == "modalities":
-            value = {name: _items_to(items, device) for name, items in value.items()}
-        out[key] = value
-    return out
-
-
-def _items_to(items: dict[str, Any], device: torch.device) -> dict[str, Any]:
-    return {**items, "values": [v.to(device, non_blocking=True) for v in items["values"]]}

@@ -372,7 +372,9 @@ class Trainer:
         """The model and tokenizer as ``MultimodalModel.from_pretrained`` reads them; ``weights``
         are the gathered full weights of an FSDP model (None: the model's own)."""
         extra = {"state_dict": weights} if weights is not None else {}
-        self.model.save_pretrained(folder, tokenizer=self.tokenizer, **extra)
+        self.model.save_pretrained(
+            folder, tokenizer=self.tokenizer, processor=self.processor, **extra
+        )
 
     def _save_after_error(self, data_state: dict[str, int], rng: dict[str, Any]) -> None:
         """An error inside a step (before the update): keep what the completed steps learnt.
