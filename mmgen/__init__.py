@@ -27,6 +27,8 @@ _LAZY = {
     "MultimodalConfig": "mmgen.model",
     "MultimodalModel": "mmgen.model",
     "MultimodalProcessor": "mmgen.data.processor",
+    "load": "mmgen.infer.load",
+    "GenerationOptions": "mmgen.model.generation",
 }
 
 __all__ = [
