@@ -126,3 +126,16 @@ def test_streamed_tokens_are_the_completions(model_clip_dir) -> None:
 def test_bad_options_are_one_line_errors(bad) -> None:
     with pytest.raises(ConfigError, match=f"generation option {next(iter(bad))}="):
         GenerationOptions(**bad)
+
+
+def test_ignore_eos_generates_every_token(model_clip_dir) -> None:
+    model, processor = make("llama", model_clip_dir)
+    samples = prompts(processor)[:1]
+    options = GenerationOptions(max_new_tokens=9)
+    first = generate(model, processor, samples, options.replace(ignore_eos=True))[0].token_ids[0]
+    # the model's generation config names the token it makes first as an end token
+    model.language_model.generation_config.eos_token_id = first
+    ended = generate(model, processor, samples, options)[0]
+    assert ended.completion_tokens == 0 and ended.finish_reason == "stop"
+    forced = generate(model, processor, samples, options.replace(ignore_eos=True))[0]
+    assert forced.completion_tokens == 9 and forced.finish_reason == "length"

@@ -35,5 +35,11 @@ app.add_typer(data.app, name="data")
 app.command("demo-data")(demo_data.demo_data)
 
 
+# infer: use a trained model
+from mmgen.cli import predict  # noqa: E402
+
+app.command("predict")(predict.predict)
+
+
 def main() -> None:
     app(prog_name="mmgen")

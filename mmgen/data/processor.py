@@ -170,7 +170,15 @@ class MultimodalProcessor:
             labels=torch.tensor(labels, dtype=torch.long),
             items=items,
         )
-        return self._fit(result, row)
+        return self._fit(result, row, generation)
+
+    def render(
+        self, sample: Mapping[str, Any], *, origin: str | None = None, generation: bool = False
+    ) -> str:
+        """The text ``sample`` is tokenized from (the chat template or the plain format), its
+        placeholders as they are: with ``generation``, the prompt the model answers."""
+        _, segments, _ = self._prepare(sample, origin, generation)
+        return "".join(segment.text for segment in segments)
 
     def measure(
         self,
@@ -443,11 +451,16 @@ class MultimodalProcessor:
                 at,
             )
 
-    def _fit(self, sample: ProcessedSample, row: Row) -> ProcessedSample:
+    def _fit(self, sample: ProcessedSample, row: Row, generation: bool = False) -> ProcessedSample:
         if sample.length == 0:
             raise DataError(f"{row.where}: has no tokens")
         if self.max_length is None or sample.length <= self.max_length:
             return sample
+        if generation:  # a prompt cut short asks another question
+            raise DataError(
+                f"{row.where}: a prompt of {sample.length} tokens, more than"
+                f" max_length={self.max_length}"
+            )
         if self.truncation == "error":
             raise DataError(
                 f"{row.where}: {sample.length} tokens, more than max_length={self.max_length}"

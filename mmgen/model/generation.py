@@ -24,7 +24,7 @@ import torch
 
 from mmgen.data.batch import to_device
 from mmgen.data.collator import left_padded
-from mmgen.errors import ConfigError
+from mmgen.errors import ConfigError, DataError
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,8 @@ class GenerationOptions:
         repetition_penalty: > 1 makes tokens already in the prompt or output less likely.
         stop: strings that end a completion (left out of its text).
         seed: seeds sampling, for reproducible samples (None: the global generator).
+        ignore_eos: generate ``max_new_tokens`` whatever the model says (benchmarks, vLLM's
+            ``ignore_eos``); stop strings still end a completion.
     """
 
     max_new_tokens: int = 256
@@ -48,6 +50,7 @@ class GenerationOptions:
     repetition_penalty: float = 1.0
     stop: tuple[str, ...] = field(default_factory=tuple)
     seed: int | None = None
+    ignore_eos: bool = False
 
     def __post_init__(self) -> None:
         checks = (
@@ -120,7 +123,9 @@ def generate(
         return []
     tokenizer = processor.tokenizer
     pad = processor.pad_token_id
-    ends = _end_ids(tokenizer, model)
+    ends = set() if options.ignore_eos else _end_ids(tokenizer, model)
+    for sample in samples:
+        check_fits(model, sample, options)
     batch = to_device(left_padded(samples, pad), _device(model))
     kwargs = options.generate_kwargs()
     if options.stop:
@@ -133,12 +138,24 @@ def generate(
         if seeded:
             torch.manual_seed(options.seed)
         output = model.generate(
-            **batch, eos_token_id=sorted(ends), pad_token_id=pad, streamer=streamer, **kwargs
-        )
+            **batch, eos_token_id=sorted(ends) or None, pad_token_id=pad, streamer=streamer,
+            **kwargs,
+        )  # fmt: skip
     completions = []
     for sample, row in zip(samples, output.tolist(), strict=True):
         completions.append(_completion(row, sample.length, ends, tokenizer, options))
     return completions
+
+
+def check_fits(model: Any, sample: Any, options: GenerationOptions) -> None:
+    """A ``DataError`` when ``sample``'s prompt and its new tokens exceed the LLM's context."""
+    text_config = model.language_model.config.get_text_config()
+    context = getattr(text_config, "max_position_embeddings", None)
+    if context is not None and sample.length + options.max_new_tokens > context:
+        raise DataError(
+            f"sample {sample.id!r}: a prompt of {sample.length} tokens plus max_new_tokens="
+            f"{options.max_new_tokens} is more than the model's context of {context} tokens"
+        )
 
 
 def _completion(

@@ -10,17 +10,20 @@ import pytest
 from tests.train.conftest import audio_data, speech_project  # noqa: F401  (fixtures)
 from tests.train.helpers import speech_config, write_config
 
+STEPS = 40  # enough for answers made of note names (not yet the right ones)
+
 
 @pytest.fixture(scope="session")
 def trained_run(audio_data, speech_project, tmp_path_factory) -> Path:  # noqa: F811
-    """A run folder: final model/ and checkpoints at steps 4 and 6, trained with the plain chat
-    format and max_length 64 (data options the loaded processor must keep)."""
+    """A run folder: final model/ and its last two checkpoints (every 2 steps), trained with the
+    plain chat format and max_length 64 (data options the loaded processor must keep)."""
     from mmgen.train.config import load_config
     from mmgen.train.loop import train
 
     folder = tmp_path_factory.mktemp("trained")
-    config = speech_config(audio_data, folder / "run", stages=[{"name": "full", "steps": 6}])
+    config = speech_config(audio_data, folder / "run", stages=[{"name": "full", "steps": STEPS}])
     config["data"].update(chat_template="plain", max_length=64)
     config["checkpoint"] = {"every": 2, "keep": 2}
+    config["eval"] = {"accuracy_samples": 0, "max_new_tokens": 8}
     result = train(load_config(write_config(folder / "train.yaml", config)))
     return result.output_dir

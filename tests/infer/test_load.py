@@ -14,6 +14,7 @@ import torch
 
 import mmgen
 from mmgen.errors import CheckpointError, ConfigError
+from tests.infer.conftest import STEPS
 from tests.train.helpers import SPEECH_PACKAGE
 
 
@@ -37,10 +38,10 @@ def test_a_run_loads_with_the_data_options_it_was_trained_with(trained_run) -> N
 def test_checkpoints_are_chosen_by_name_step_or_latest(trained_run) -> None:
     final = mmgen.load(trained_run)
     latest = mmgen.load(trained_run, checkpoint="latest")
-    by_step = mmgen.load(trained_run, checkpoint=4)
-    folder = mmgen.load(trained_run / "checkpoints/step-00000004")
-    assert latest.path == trained_run / "checkpoints/step-00000006/model"
-    assert by_step.path == folder.path == trained_run / "checkpoints/step-00000004/model"
+    by_step = mmgen.load(trained_run, checkpoint=STEPS - 2)
+    folder = mmgen.load(trained_run / f"checkpoints/step-{STEPS - 2:08d}")
+    assert latest.path == trained_run / f"checkpoints/step-{STEPS:08d}/model"
+    assert by_step.path == folder.path == trained_run / f"checkpoints/step-{STEPS - 2:08d}/model"
     for name, value in final.model.state_dict().items():  # the final model is step 6's
         assert torch.equal(value, latest.model.state_dict()[name]), name
     with pytest.raises(ConfigError, match=r"no checkpoint 'step-00000005'; the run has"):
