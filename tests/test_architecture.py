@@ -29,6 +29,7 @@ LAYERS = {
     "nn": 2,
     "ops": 2,
     "spec": 2,
+    "metrics": 2,  # scores of generated answers (eval, training evaluation)
     "testing": 2,
     "yamlfile": 1,
     "lazy": 0,
