@@ -16,13 +16,13 @@ from mmgen.metrics.text import _lcs
 def test_hand_computed_values() -> None:
     predictions = ["the cat  sat", "A dog", "", "B) because", "(c)"]
     references = ["the cat sat", "a big dog", "x", "b", "C. cats"]
-    got = score(["exact_match", "token_f1", "accuracy"], predictions, references)
+    got = score(["exact_match", "token_f1", "multiple_choice"], predictions, references)
     assert got["exact_match"] == pytest.approx(1 / 5)
     # token F1 per row: 1; P 1, R 2/3 -> 0.8; 0; P 1/2, R 1 -> 2/3; P 1, R 1/2 -> 2/3
     f1 = [1.0, 0.8, 0.0, 2 / 3, 2 / 3]
     assert got["token_f1"] == pytest.approx(sum(f1) / 5)
     # multiple choice: cat/a(dog)/""/b/c against the reference labels the/a/x/b/c
-    assert got["accuracy"] == pytest.approx(4 / 5)
+    assert got["multiple_choice"] == pytest.approx(4 / 5)
 
 
 def test_error_rates_and_corpus_scores() -> None:

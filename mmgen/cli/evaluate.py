@@ -32,8 +32,8 @@ def evaluate(
         typer.Option(
             "--metric",
             "-m",
-            help="exact_match, token_f1, bleu, chrf, rouge_l, wer, cer, accuracy (repeatable;"
-            " default exact_match and token_f1).",
+            help="exact_match, token_f1, bleu, chrf, rouge_l, wer, cer, multiple_choice"
+            " (repeatable; default exact_match and token_f1).",
         ),
     ] = None,
     output_dir: Annotated[

@@ -9,8 +9,9 @@ order) and returns one number for the whole set:
 - ``rouge_l``: mean over rows of the F-measure of the longest common subsequence of words;
 - ``wer`` and ``cer``: jiwer's corpus word and character error rates (lower is better), after
   lowercasing and collapsing whitespace, for transcription-like answers;
-- ``accuracy``: multiple choice: the answer's first option label (``B``, ``(b)``, ``B.``,
-  ``B) text``), else its first word, equals the reference's, case-insensitively.
+- ``multiple_choice``: accuracy of multiple-choice answers: the answer's first option label
+  (``B``, ``(b)``, ``B.``, ``B) text``), else its first word, equals the reference's,
+  case-insensitively.
 """
 
 from __future__ import annotations
@@ -123,7 +124,7 @@ def _choice(text: str) -> str:
     return words[0] if words else ""
 
 
-def accuracy(predictions: Sequence[str], references: Sequence[str]) -> float:
+def multiple_choice(predictions: Sequence[str], references: Sequence[str]) -> float:
     pairs = zip(predictions, references, strict=True)
     return _mean([float(_choice(p) == _choice(r)) for p, r in pairs])
 
@@ -140,7 +141,7 @@ METRICS: dict[str, Callable[[Sequence[str], Sequence[str]], float]] = {
     "rouge_l": rouge_l,
     "wer": wer,
     "cer": cer,
-    "accuracy": accuracy,
+    "multiple_choice": multiple_choice,
 }
 LOWER_IS_BETTER = frozenset({"wer", "cer"})
 

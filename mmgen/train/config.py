@@ -14,10 +14,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, PrivateAttr, Tag, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    PrivateAttr,
+    Tag,
+    field_validator,
+    model_validator,
+)
 
 from mmgen import project
-from mmgen.errors import ConfigError, did_you_mean
+from mmgen.errors import ConfigError, MmgenError, did_you_mean
 from mmgen.model.trainable import STAGES
 from mmgen.yamlfile import Origins, field_error, load_yaml_model, where
 
@@ -245,6 +254,19 @@ class EvalSection(Strict):
     accuracy_samples: int | None = Field(100, ge=0)  # eval-split samples generated per eval
     max_new_tokens: int = Field(32, gt=0)
     batch_size: int = Field(32, gt=0)  # prompts per generate call
+    # scores of the generated answers (mmgen.metrics): exact_match, token_f1, bleu, chrf,
+    # rouge_l, wer, cer, multiple_choice; exact match is always computed (the accuracy)
+    metrics: list[str] = Field(default_factory=lambda: ["exact_match"])
+
+    @field_validator("metrics")
+    @classmethod
+    def _known_metrics(cls, value: list[str]) -> list[str]:
+        from mmgen.metrics import check_metrics
+
+        try:
+            return check_metrics(value)
+        except MmgenError as exc:
+            raise ValueError(str(exc)) from None
 
 
 class TrainConfig(Strict):

@@ -19,7 +19,7 @@ from mmgen.data.batch import to_device
 from mmgen.data.collator import left_padded
 from mmgen.data.skips import SkipLog
 from mmgen.errors import DataError
-from mmgen.train.distributed import World, all_reduce_sum
+from mmgen.train.distributed import World, all_reduce_sum, gather_objects
 
 
 def shard(items: Sequence[Any], world: World, per_call: int = 1) -> list[tuple[Any, bool]]:
@@ -62,6 +62,7 @@ class Accuracy:
     total: int = 0
     skipped: int = 0
     examples: list[tuple[str, str, str]] = field(default_factory=list)  # (id, predicted, answer)
+    scores: dict[str, float] = field(default_factory=dict)  # eval.metrics other than exact match
 
     @property
     def value(self) -> float:
@@ -79,9 +80,11 @@ def exact_match(
     batch_size: int,
     autocast: Callable[[], AbstractContextManager],
     keep_examples: int = 3,
+    metrics: Sequence[str] = (),
 ) -> Accuracy:
     """Greedy answers to ``rows`` (``SourceRow``s whose last turn is the reference answer),
-    compared with the reference after collapsing whitespace."""
+    compared with the reference after collapsing whitespace; ``metrics`` (``mmgen.metrics``)
+    score all ranks' answers together into ``Accuracy.scores``."""
     tokenizer = processor.tokenizer
     pad = processor.pad_token_id
     result = Accuracy()
@@ -93,6 +96,7 @@ def exact_match(
         )
         return sample, reference_answer(processor, row)
 
+    pairs: list[tuple[str, str]] = []  # (predicted, answer) of this rank's counted rows
     work = shard(list(rows), world, batch_size)
     for start in range(0, len(work), batch_size):
         prompts, answers, ids, counted = [], [], [], []
@@ -120,6 +124,7 @@ def exact_match(
             if not counts:
                 continue
             predicted = " ".join(text.split())
+            pairs.append((predicted, answer))
             result.total += 1
             result.correct += predicted == answer
             if len(result.examples) < keep_examples:
@@ -127,6 +132,13 @@ def exact_match(
     totals = torch.tensor([result.correct, result.total, result.skipped], dtype=torch.float64)
     totals = all_reduce_sum(totals.to(world.device)).cpu()
     result.correct, result.total, result.skipped = (int(v) for v in totals.tolist())
+    others = [name for name in metrics if name != "exact_match"]
+    if others:
+        from mmgen.metrics import score
+
+        everyone = [pair for mine in gather_objects(pairs) for pair in mine]
+        predicted, answers = [p for p, _ in everyone], [a for _, a in everyone]
+        result.scores = score(others, predicted, answers)
     return result
 
 

@@ -321,15 +321,18 @@ class Trainer:
                 self.accuracy = evaluate.exact_match(
                     distributed.unwrap(model), self.processor, rows, self.world,
                     max_new_tokens=config.eval.max_new_tokens, batch_size=config.eval.batch_size,
-                    autocast=self.autocast,
+                    autocast=self.autocast, metrics=config.eval.metrics,
                 )  # fmt: skip
                 results["accuracy"] = self.accuracy.value
+                results.update(self.accuracy.scores)
         finally:
             model.train()
         if results:
             self.metrics.log(kind, self.step, **results)
             shown = [f"accuracy {results['accuracy']:.1%}"] if "accuracy" in results else []
             shown = ([f"loss {results['loss']:.4f}"] if "loss" in results else []) + shown
+            if self.accuracy is not None:
+                shown += [f"{name} {value:.4g}" for name, value in self.accuracy.scores.items()]
             self._print(f"step {self.step}: {kind} {', '.join(shown)}")
 
     # -- checkpoints -----------------------------------------------------------------------
