@@ -5,7 +5,8 @@ with placeholders and the modality entries they stand for.
      {"type": "image", "image": "a.png"},                     # path, bytes, data URL, file URL
      {"type": "image_url", "image_url": {"url": "data:image/png;base64,..."}},
      {"type": "input_audio", "input_audio": {"data": "<base64>", "format": "wav"}},
-     {"type": "audio", "audio": "clip.wav"}]                  # any modality name of the processor
+     {"type": "audio", "audio": "clip.wav"},                  # any modality name of the processor
+     {"type": "ecg", "ecg": {"data": "<base64>"}}]            # ... with base64 data
 
 A media part becomes its modality's placeholder token where it stands, so the i-th part of a
 modality is the i-th item. Text parts are joined as they are (no separator), the way Hugging Face
@@ -94,6 +95,8 @@ def _value(part: Mapping[str, Any], kind: str, at: str) -> Any:
     for key in _VALUE_KEYS:
         if value is None:
             value = part.get(key)
+    if isinstance(value, Mapping) and "data" in value:  # {"data": <base64>}, as input_audio's
+        return b64decode(value["data"], at, f"{kind} data")
     return media_value(value, at)
 
 

@@ -91,6 +91,10 @@ def test_llava_lists_and_any_modality_name(chat_tokenizer, processors):
         ],
     }
     same(processor(as_parts), out)
+    # a part under a modality name may carry base64 data, as input_audio does
+    encoded = base64.b64encode(png_bytes(16, 16)).decode()
+    as_parts["messages"][0]["content"][4] = {"type": "xray", "xray": {"data": encoded}}
+    same(processor(as_parts), out)
 
 
 def test_media_parts_take_the_items_in_their_order(processor):
