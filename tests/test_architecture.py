@@ -13,9 +13,10 @@ ROOT = Path(mmgen.__file__).parent
 
 # the layer of each top-level part: a module may import its own part and lower layers only
 LAYERS = {
-    "__main__": 12,
-    "cli": 11,
-    "bench": 10,
+    "__main__": 13,
+    "cli": 12,
+    "bench": 11,
+    "serve": 10,  # the OpenAI-compatible server
     "infer": 9,  # using a trained model: load, predict, evaluate, chat
     "train": 8,
     "codegen": 8,

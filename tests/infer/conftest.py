@@ -27,3 +27,20 @@ def trained_run(audio_data, speech_project, tmp_path_factory) -> Path:  # noqa: 
     config["eval"] = {"accuracy_samples": 0, "max_new_tokens": 8}
     result = train(load_config(write_config(folder / "train.yaml", config)))
     return result.output_dir
+
+
+@pytest.fixture(scope="session")
+def image_run(tmp_path_factory) -> Path:
+    """A run of mmgen's built-in image modality (the spec's tiny CLIP) on the demo shapes."""
+    from mmgen.demo_data import write_demo_data
+    from mmgen.train.config import load_config
+    from mmgen.train.loop import train
+    from tests.train.helpers import make_config
+
+    folder = tmp_path_factory.mktemp("image-run")
+    data = folder / "data"
+    write_demo_data("image", data, {"train": 16, "eval": 4, "test": 4}, seed=0)
+    config = make_config(data, folder / "run", stages=[{"name": "full", "steps": 2}])
+    config["modalities"] = {"image": {"type": "image", "random_init": {}}}
+    config["eval"] = {"accuracy_samples": 0, "max_new_tokens": 4}
+    return train(load_config(write_config(folder / "train.yaml", config))).output_dir

@@ -1,0 +1,116 @@
+"""Dynamic batching: requests arriving while the model is busy (or within ``wait_ms`` of the
+first) are generated together, up to ``max_batch_size`` prompts, in one worker thread.
+
+    batcher = Batcher(model, processor, max_batch_size=16, wait_ms=5)
+    future = batcher.submit(sample, options, on_token=callback)   # concurrent.futures.Future
+    completion = future.result()
+
+Requests whose generation options differ run in separate batches of the same round (one
+``generate`` call decodes with one set of options). ``on_token(token_id)`` is called from the
+worker thread as tokens are made.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any
+
+from mmgen.model.generation import Completion, GenerationOptions, generate
+
+
+@dataclass
+class _Job:
+    sample: Any
+    options: GenerationOptions
+    on_token: Callable[[int], None] | None
+    future: Future = field(default_factory=Future)
+
+
+@dataclass
+class BatchStats:
+    batches: int = 0
+    requests: int = 0
+    largest: int = 0  # most prompts generated together
+
+    def add(self, size: int) -> None:
+        self.batches += 1
+        self.requests += size
+        self.largest = max(self.largest, size)
+
+
+class Batcher:
+    def __init__(
+        self, model: Any, processor: Any, *, max_batch_size: int = 16, wait_ms: float = 5.0
+    ) -> None:
+        if max_batch_size < 1:
+            raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size}")
+        self.model, self.processor = model, processor
+        self.max_batch_size, self.wait = max_batch_size, wait_ms / 1000
+        self.stats = BatchStats()
+        self._queue: queue.Queue[_Job | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name="mmgen-batcher", daemon=True)
+        self._thread.start()
+
+    def submit(
+        self,
+        sample: Any,
+        options: GenerationOptions,
+        on_token: Callable[[int], None] | None = None,
+    ) -> Future:
+        job = _Job(sample, options, on_token)
+        self._queue.put(job)
+        return job.future
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join(timeout=60)
+
+    def _run(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            jobs = [first]
+            deadline = time.monotonic() + self.wait
+            while len(jobs) < self.max_batch_size:
+                try:  # whatever is already waiting joins at once; then until the deadline
+                    job = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+                except queue.Empty:
+                    break
+                if job is None:
+                    self._queue.put(None)  # stop after this round
+                    break
+                jobs.append(job)
+            groups: dict[GenerationOptions, list[_Job]] = {}
+            for job in jobs:
+                groups.setdefault(job.options, []).append(job)
+            for options, group in groups.items():
+                self._generate(options, group)
+
+    def _generate(self, options: GenerationOptions, jobs: list[_Job]) -> None:
+        live = [job for job in jobs if job.future.set_running_or_notify_cancel()]
+        if not live:
+            return
+
+        def on_token(row: int, token: int) -> None:
+            callback = live[row].on_token
+            if callback is not None:
+                callback(token)
+
+        try:
+            completions: list[Completion] = generate(
+                self.model, self.processor, [job.sample for job in live], options,
+                on_token=on_token if any(job.on_token for job in live) else None,
+            )  # fmt: skip
+        except Exception as error:  # every request of the batch gets it; the server lives on
+            for job in live:
+                job.future.set_exception(error)
+            return
+        self.stats.add(len(live))
+        for job, completion in zip(live, completions, strict=True):
+            job.future.set_result(completion)
