@@ -244,3 +244,37 @@ class _Streamer:
 
     def end(self) -> None:
         return
+
+
+class TextStream:
+    """Text of a token stream as it becomes final, for streaming it: ``add(token)`` returns the
+    new text that can be shown, holding back an end that may be half a character or the start
+    of a stop string, and nothing after a stop string. ``sent`` is all shown so far."""
+
+    def __init__(self, tokenizer: Any, stops: Sequence[str]) -> None:
+        self.tokenizer, self.stops = tokenizer, stops
+        self.tokens: list[int] = []
+        self.sent = ""
+        self.stopped = False
+
+    def add(self, token: int) -> str:
+        if self.stopped:
+            return ""
+        self.tokens.append(token)
+        text = self.tokenizer.decode(self.tokens, skip_special_tokens=True)
+        safe = len(text)
+        for stop in self.stops:
+            at = text.find(stop)
+            if at != -1:
+                safe, self.stopped = min(safe, at), True
+            else:  # hold back an ending that could begin the stop string
+                for n in range(min(len(stop) - 1, len(text)), 0, -1):
+                    if text.endswith(stop[:n]):
+                        safe = min(safe, len(text) - n)
+                        break
+        while safe and text[safe - 1] == "\ufffd":  # half a multi-byte character
+            safe -= 1
+        if safe <= len(self.sent) or not text.startswith(self.sent):
+            return ""
+        piece, self.sent = text[len(self.sent) : safe], text[:safe]
+        return piece

@@ -27,7 +27,7 @@ from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from mmgen.errors import MmgenError
-from mmgen.model.generation import GenerationOptions, check_fits
+from mmgen.model.generation import GenerationOptions, TextStream, check_fits
 from mmgen.serve.batcher import Batcher
 from mmgen.serve.requests import prompt
 from mmgen.serve.schema import ChatRequest
@@ -191,7 +191,7 @@ async def _stream(
 
     future = batcher.submit(sample, options, on_token=on_token)
     future.add_done_callback(lambda _: loop.call_soon_threadsafe(tokens.put_nowait, None))
-    text = _Text(processor.tokenizer, options.stop)
+    text = TextStream(processor.tokenizer, options.stop)
 
     def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> str:
         choice = {"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}
@@ -218,36 +218,3 @@ async def _stream(
         body = {**head, "object": "chat.completion.chunk", "choices": [], "usage": _usage(done)}
         yield f"data: {json.dumps(body)}\n\n"
     yield "data: [DONE]\n\n"
-
-
-class _Text:
-    """Text of a token stream as it becomes final: held back while its end may be half a
-    character or the start of a stop string; cut at a stop string."""
-
-    def __init__(self, tokenizer: Any, stops: Sequence[str]) -> None:
-        self.tokenizer, self.stops = tokenizer, stops
-        self.tokens: list[int] = []
-        self.sent = ""
-        self.stopped = False
-
-    def add(self, token: int) -> str:
-        if self.stopped:
-            return ""
-        self.tokens.append(token)
-        text = self.tokenizer.decode(self.tokens, skip_special_tokens=True)
-        safe = len(text)
-        for stop in self.stops:
-            at = text.find(stop)
-            if at != -1:
-                safe, self.stopped = min(safe, at), True
-            else:  # hold back an ending that could begin the stop string
-                for n in range(min(len(stop) - 1, len(text)), 0, -1):
-                    if text.endswith(stop[:n]):
-                        safe = min(safe, len(text) - n)
-                        break
-        while safe and text[safe - 1] == "\ufffd":  # half a multi-byte character
-            safe -= 1
-        if safe <= len(self.sent) or not text.startswith(self.sent):
-            return ""
-        piece, self.sent = text[len(self.sent) : safe], text[:safe]
-        return piece
