@@ -129,3 +129,42 @@ def train(
     from mmgen.bench.train import run
 
     typer.echo(run(config, steps=steps, overrides=overrides or [], as_json=as_json, rounds=rounds))
+
+
+# --- predict (batched prediction vs one row at a time) ---
+@app.command("predict")
+def predict(
+    model: Annotated[Path, typer.Argument(help="A run, checkpoint or model folder.")],
+    data: Annotated[Path, typer.Argument(help="Rows to answer (e.g. the held-out split).")],
+    rows: Annotated[int, typer.Option("--rows", min=1, help="Rows answered per path.")] = 200,
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", min=1, help="mmgen predict's batch (its default).")
+    ] = 32,
+    max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", min=1)] = 8,
+    threads: Annotated[int, typer.Option("--threads", min=1, help="torch CPU threads.")] = 2,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """mmgen predict vs model.generate one row at a time: rows/s, identical greedy answers."""
+    from mmgen.bench.predict import run
+
+    typer.echo(run(model, data, rows=rows, batch_size=batch_size, max_new_tokens=max_new_tokens,
+                   threads=threads, as_json=as_json))  # fmt: skip
+
+
+# --- serve (concurrent clients vs sequential requests) ---
+@app.command("serve")
+def serve(
+    model: Annotated[Path, typer.Argument(help="A run, checkpoint or model folder.")],
+    data: Annotated[Path, typer.Argument(help="Rows whose questions become requests.")],
+    requests: Annotated[int, typer.Option("--requests", min=1, help="Requests per way.")] = 64,
+    clients: Annotated[int, typer.Option("--clients", min=2, help="Concurrent clients.")] = 8,
+    max_tokens: Annotated[int, typer.Option("--max-tokens", min=1)] = 8,
+    max_batch_size: Annotated[int, typer.Option("--max-batch-size", min=1)] = 16,
+    threads: Annotated[int, typer.Option("--threads", min=1, help="torch CPU threads.")] = 2,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """mmgen serve with concurrent clients vs the same requests one at a time: requests/s."""
+    from mmgen.bench.serve import run
+
+    typer.echo(run(model, data, requests=requests, clients=clients, max_tokens=max_tokens,
+                   max_batch_size=max_batch_size, threads=threads, as_json=as_json))  # fmt: skip
