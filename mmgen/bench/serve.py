@@ -5,8 +5,9 @@ same requests sent one at a time.
 
 A live ``mmgen serve`` app (uvicorn, in this process) gets one chat request per row (the row's
 question, its media as base64 parts: what a remote client sends), greedy, first one client
-sending them in turn, then ``clients`` threads at once. The answers must be identical. Requests/s
-and generated tokens/s are printed side by side, with the largest batch the server formed.
+sending them in turn, then ``clients`` threads at once, the two ways taking turns ``rounds``
+times (figures: medians). The answers must be identical. Requests/s and generated tokens/s are
+printed side by side, with the largest batch the server formed.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import base64
 import contextlib
 import json
 import socket
+import statistics
 import threading
 import time
 import urllib.request
@@ -27,7 +29,7 @@ from mmgen.bench.table import emit
 
 def run(
     model_path: Path, data: Path, *, requests: int, clients: int, max_tokens: int,
-    max_batch_size: int, threads: int, as_json: bool,
+    max_batch_size: int, threads: int, as_json: bool, rounds: int = 3,
 ) -> str:  # fmt: skip
     import torch
     from transformers.utils import logging as transformers_logging
@@ -41,27 +43,33 @@ def run(
     source = open_source(data)
     bodies = [_request(source[i % len(source)], loaded.processor, max_tokens)
               for i in range(requests)]  # fmt: skip
-    with _server(loaded, max_batch_size) as (url, app):
+    alone_times, together_times = [], []
+    with _server(loaded, max_batch_size) as (url, app), ThreadPoolExecutor(clients) as pool:
         for body in bodies[:2]:  # warm-up
             _post(url, body)
-        start = time.perf_counter()
-        alone = [_post(url, body) for body in bodies]
-        alone_seconds = time.perf_counter() - start
-        start = time.perf_counter()
-        with ThreadPoolExecutor(clients) as pool:
+        for _ in range(rounds):  # the two ways take turns: a burst of load hits both
+            start = time.perf_counter()
+            alone = [_post(url, body) for body in bodies]
+            alone_times.append(time.perf_counter() - start)
+            start = time.perf_counter()
             together = list(pool.map(lambda body: _post(url, body), bodies))
-        together_seconds = time.perf_counter() - start
+            together_times.append(time.perf_counter() - start)
+            texts = [r["choices"][0]["message"]["content"] for r in alone]
+            if texts != [r["choices"][0]["message"]["content"] for r in together]:
+                raise AssertionError("concurrent answers differ from those sent one at a time")
         largest = app.state.batcher.stats.largest
-    texts = [r["choices"][0]["message"]["content"] for r in alone]
-    if texts != [r["choices"][0]["message"]["content"] for r in together]:
-        raise AssertionError("concurrent answers differ from the answers sent one at a time")
     tokens = sum(r["usage"]["completion_tokens"] for r in alone)
+    alone_seconds, together_seconds = (statistics.median(alone_times),
+                                       statistics.median(together_times))  # fmt: skip
+    ratio = statistics.median(a / t for a, t in zip(alone_times, together_times, strict=True))
     rows = [
         ["1 client, one request at a time", requests / alone_seconds, tokens / alone_seconds, 1.0],
         [f"{clients} concurrent clients", requests / together_seconds, tokens / together_seconds,
-         alone_seconds / together_seconds],
+         ratio],
     ]  # fmt: skip
-    meta = {"model": str(loaded.path), "data": str(data), "requests": requests,
+    per_round = ", ".join(f"{a / t:.2f}" for a, t in zip(alone_times, together_times, strict=True))
+    meta = {"model": str(loaded.path), "data": str(data), "requests": requests, "rounds": rounds,
+            "concurrent / sequential per round": per_round,
             "max_tokens": max_tokens, "max batch size": max_batch_size,
             "largest batch formed": largest, "threads": threads,
             "identical answers": f"{requests}/{requests}"}  # fmt: skip

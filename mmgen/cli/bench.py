@@ -161,10 +161,12 @@ def serve(
     max_tokens: Annotated[int, typer.Option("--max-tokens", min=1)] = 8,
     max_batch_size: Annotated[int, typer.Option("--max-batch-size", min=1)] = 16,
     threads: Annotated[int, typer.Option("--threads", min=1, help="torch CPU threads.")] = 2,
+    rounds: Annotated[int, typer.Option("--rounds", min=1, help="Turns of both ways.")] = 3,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """mmgen serve with concurrent clients vs the same requests one at a time: requests/s."""
     from mmgen.bench.serve import run
 
     typer.echo(run(model, data, requests=requests, clients=clients, max_tokens=max_tokens,
-                   max_batch_size=max_batch_size, threads=threads, as_json=as_json))  # fmt: skip
+                   max_batch_size=max_batch_size, threads=threads, as_json=as_json,
+                   rounds=rounds))  # fmt: skip

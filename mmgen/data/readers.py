@@ -82,9 +82,9 @@ class JsonlSource(Sequence[SourceRow]):
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_fd": None}  # a worker process opens its own
 
-    def __del__(self) -> None:
+    def __del__(self, _close=os.close) -> None:  # os may be gone at interpreter exit
         if getattr(self, "_fd", None) is not None:
-            os.close(self._fd)
+            _close(self._fd)
 
 
 def _line_bounds(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -24,7 +24,6 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import ValidationError
-from starlette.concurrency import run_in_threadpool
 
 from mmgen.errors import MmgenError
 from mmgen.model.generation import GenerationOptions, TextStream, check_fits
@@ -104,19 +103,34 @@ def create_app(
                                f" {name!r}", param="model", code="model_not_found")  # fmt: skip
         options = _options(chat)
         request_id = f"chatcmpl-{uuid.uuid4().hex}"
-        try:
-            sample, _ = await run_in_threadpool(prompt, chat, processor, allowed, request_id)
+
+        def prepare() -> Any:  # in the batcher's thread, with the round's other prompts
+            sample, _ = prompt(chat, processor, allowed, request_id)
             check_fits(model, sample, options)
+            return sample
+
+        tokens: asyncio.Queue[int | None] = asyncio.Queue()
+        loop = asyncio.get_running_loop()
+
+        def on_token(token: int) -> None:  # called in the batcher's thread
+            loop.call_soon_threadsafe(tokens.put_nowait, token)
+
+        job = batcher.submit(prepare, options, on_token=on_token if chat.stream else None)
+        try:
+            await asyncio.wrap_future(job.prepared)
         except MmgenError as error:  # bad content: undecodable media, placeholders, length
             raise RequestError(400, _one_line(error), param="messages") from None
         head = {"id": request_id, "created": int(time.time()), "model": name}
         if chat.stream:
             usage = chat.stream_options is not None and chat.stream_options.include_usage
-            events = _stream(batcher, sample, options, processor, head, usage)
+            job.result.add_done_callback(
+                lambda _: loop.call_soon_threadsafe(tokens.put_nowait, None)
+            )
+            events = _stream(job, tokens, options, processor, head, usage)
             return StreamingResponse(events, media_type="text/event-stream",
                                      headers={"Cache-Control": "no-cache"})  # fmt: skip
         try:
-            done = await asyncio.wrap_future(batcher.submit(sample, options))
+            done = await asyncio.wrap_future(job.result)
         except MmgenError as error:
             raise RequestError(400, _one_line(error)) from None
         message = {"role": "assistant", "content": done.text}
@@ -178,19 +192,11 @@ def _one_line(error: BaseException) -> str:
 
 
 async def _stream(
-    batcher: Batcher, sample: Any, options: GenerationOptions, processor: Any,
+    job: Any, tokens: asyncio.Queue, options: GenerationOptions, processor: Any,
     head: dict[str, Any], include_usage: bool,
 ) -> AsyncIterator[str]:  # fmt: skip
     """Server-sent events: a role chunk, content chunks as text becomes final, a last chunk
     with the finish reason (and usage when asked), then ``[DONE]``."""
-    loop = asyncio.get_running_loop()
-    tokens: asyncio.Queue[int | None] = asyncio.Queue()
-
-    def on_token(token: int) -> None:  # called in the batcher's thread
-        loop.call_soon_threadsafe(tokens.put_nowait, token)
-
-    future = batcher.submit(sample, options, on_token=on_token)
-    future.add_done_callback(lambda _: loop.call_soon_threadsafe(tokens.put_nowait, None))
     text = TextStream(processor.tokenizer, options.stop)
 
     def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> str:
@@ -204,7 +210,7 @@ async def _stream(
         if piece:
             yield chunk({"content": piece})
     try:
-        done = future.result()
+        done = job.result.result()
     except Exception as error:  # the batch failed: an error event, then the stream ends
         payload = {"error": {"message": _one_line(error), "type": "server_error"}}
         yield f"data: {json.dumps(payload)}\n\n"

@@ -1,13 +1,17 @@
 """Dynamic batching: requests arriving while the model is busy (or within ``wait_ms`` of the
-first) are generated together, up to ``max_batch_size`` prompts, in one worker thread.
+first) are prepared and generated together, up to ``max_batch_size`` prompts, in one worker
+thread.
 
-    batcher = Batcher(model, processor, max_batch_size=16, wait_ms=5)
-    future = batcher.submit(sample, options, on_token=callback)   # concurrent.futures.Future
-    completion = future.result()
+    job = batcher.submit(lambda: processor.process(row, generation=True), options, on_token=f)
+    sample = job.prepared.result()     # the prompt, or the error that makes the request a 4xx
+    completion = job.result.result()
 
-Requests whose generation options differ run in separate batches of the same round (one
-``generate`` call decodes with one set of options). ``on_token(token_id)`` is called from the
-worker thread as tokens are made.
+Preparing a prompt (decoding media, feature extraction) is many tiny torch ops, which run far
+faster on one thread than split over several: the worker prepares a round's prompts on one
+thread, then generates on all of them. All torch work is in this thread, so changing the thread
+count touches nothing else. Requests whose generation options differ run in separate batches of
+the same round (one ``generate`` call decodes with one set of options). ``on_token(token_id)`` is
+called from the worker thread as tokens are made.
 """
 
 from __future__ import annotations
@@ -24,11 +28,13 @@ from mmgen.model.generation import Completion, GenerationOptions, generate
 
 
 @dataclass
-class _Job:
-    sample: Any
+class Job:
+    prepare: Callable[[], Any]
     options: GenerationOptions
     on_token: Callable[[int], None] | None
-    future: Future = field(default_factory=Future)
+    prepared: Future = field(default_factory=Future)  # the sample, or why it cannot be made
+    result: Future = field(default_factory=Future)  # the Completion
+    sample: Any = None
 
 
 @dataclass
@@ -52,19 +58,21 @@ class Batcher:
         self.model, self.processor = model, processor
         self.max_batch_size, self.wait = max_batch_size, wait_ms / 1000
         self.stats = BatchStats()
-        self._queue: queue.Queue[_Job | None] = queue.Queue()
+        self._queue: queue.Queue[Job | None] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="mmgen-batcher", daemon=True)
         self._thread.start()
 
     def submit(
         self,
-        sample: Any,
+        prepare: Callable[[], Any],
         options: GenerationOptions,
         on_token: Callable[[int], None] | None = None,
-    ) -> Future:
-        job = _Job(sample, options, on_token)
+    ) -> Job:
+        """Queue a request: ``prepare()`` makes its prompt (a ``ProcessedSample``) in the
+        worker; ``job.prepared`` and ``job.result`` resolve as it goes."""
+        job = Job(prepare, options, on_token)
         self._queue.put(job)
-        return job.future
+        return job
 
     def close(self) -> None:
         self._queue.put(None)
@@ -86,14 +94,36 @@ class Batcher:
                     self._queue.put(None)  # stop after this round
                     break
                 jobs.append(job)
-            groups: dict[GenerationOptions, list[_Job]] = {}
-            for job in jobs:
+            ready = self._prepare(jobs)
+            groups: dict[GenerationOptions, list[Job]] = {}
+            for job in ready:
                 groups.setdefault(job.options, []).append(job)
             for options, group in groups.items():
                 self._generate(options, group)
 
-    def _generate(self, options: GenerationOptions, jobs: list[_Job]) -> None:
-        live = [job for job in jobs if job.future.set_running_or_notify_cancel()]
+    def _prepare(self, jobs: list[Job]) -> list[Job]:
+        """Each job's prompt, on one torch thread; a job whose prompt fails is done."""
+        import torch
+
+        ready = []
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            for job in jobs:
+                try:
+                    job.sample = job.prepare()
+                except Exception as error:  # the request's own problem: its 4xx, nothing more
+                    job.prepared.set_exception(error)
+                    job.result.set_exception(error)
+                    continue
+                job.prepared.set_result(job.sample)
+                ready.append(job)
+        finally:
+            torch.set_num_threads(threads)
+        return ready
+
+    def _generate(self, options: GenerationOptions, jobs: list[Job]) -> None:
+        live = [job for job in jobs if job.result.set_running_or_notify_cancel()]
         if not live:
             return
 
@@ -109,8 +139,8 @@ class Batcher:
             )  # fmt: skip
         except Exception as error:  # every request of the batch gets it; the server lives on
             for job in live:
-                job.future.set_exception(error)
+                job.result.set_exception(error)
             return
         self.stats.add(len(live))
         for job, completion in zip(live, completions, strict=True):
-            job.future.set_result(completion)
+            job.result.set_result(completion)

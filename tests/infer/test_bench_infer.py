@@ -30,7 +30,8 @@ def test_bench_predict(trained_run, audio_data) -> None:
 
 def test_bench_serve(trained_run, audio_data) -> None:
     report = bench("serve", trained_run, audio_data / "test.jsonl", "--requests", 8,
-                   "--clients", 4)  # fmt: skip
+                   "--clients", 4, "--rounds", 2)  # fmt: skip
+    assert len(report["concurrent / sequential per round"].split(", ")) == 2
     assert report["identical answers"] == "8/8"
     assert report["largest batch formed"] >= 1
     assert [r["clients"] for r in report["rows"]] == ["1 client, one request at a time",
