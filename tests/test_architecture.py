@@ -16,6 +16,7 @@ LAYERS = {
     "__main__": 12,
     "cli": 11,
     "bench": 10,
+    "export": 10,  # a trained model as a folder to share or serve; loads it through infer
     "infer": 9,  # using a trained model: load, predict, evaluate, chat
     "train": 8,
     "codegen": 8,

@@ -36,10 +36,11 @@ app.command("demo-data")(demo_data.demo_data)
 
 
 # infer: use a trained model
-from mmgen.cli import evaluate, predict  # noqa: E402
+from mmgen.cli import evaluate, export, predict  # noqa: E402
 
 app.command("predict")(predict.predict)
 app.command("eval")(evaluate.evaluate)
+app.command("export")(export.export)
 
 
 def main() -> None:
