@@ -73,7 +73,7 @@ def export(
     _check_out(out, source, overwrite)
     target = getattr(torch, DTYPES[dtype] if dtype else _saved_dtype(source.folder))
     # merged in fp32 whatever the weights' type, so the merge adds no rounding of its own
-    model, processor = load(source.folder, device="cpu", dtype="fp32")
+    model, processor = load(path, checkpoint=checkpoint, device="cpu", dtype="fp32")  # verified
     lora = _lora_options(model.language_model)
     if is_lora(model.language_model):
         model.merge_lora()

@@ -365,12 +365,17 @@ def test_bad_input_is_one_line_and_writes_nothing(trained_run, tmp_path) -> None
     config["modality_code"]["audio"] = {"module": "gonepkg.modalities.speech.modality",
                                         "root": str(tmp_path / "moved-away")}  # fmt: skip
     (gone / "config.json").write_text(json.dumps(config))
+    damaged = tmp_path / "damaged-checkpoint"
+    shutil.copytree(trained_run / "checkpoints/step-00000040", damaged)
+    weights = damaged / "model/llm/model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-10])
     out = tmp_path / "out"
     cases = [
         ([tmp_path / "absent", out], "no such run, checkpoint or model folder"),
         ([other, out], "not a run folder (no model/ or checkpoints/), a checkpoint or a saved"),
         ([gone, out], "modality 'audio' is defined in gonepkg.modalities.speech.modality, which"
                       " cannot be imported: install the project"),
+        ([damaged, out], "model.safetensors: not a valid checkpoint: "),
         ([trained_run, out, "--max-shard-size", "lots"], "--max-shard-size lots: give a size"),
         ([trained_run, trained_run.parent, "--overwrite"], "which is being exported"),
         ([trained_run, trained_run / "model/inside"], "inside"),
