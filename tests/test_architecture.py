@@ -17,6 +17,7 @@ LAYERS = {
     "cli": 12,
     "bench": 11,
     "serve": 10,  # the OpenAI-compatible server
+    "export": 10,  # a trained model as a folder to share or serve; loads it through infer
     "infer": 9,  # using a trained model: load, predict, evaluate, chat
     "train": 8,
     "codegen": 8,

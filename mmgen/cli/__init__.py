@@ -36,12 +36,13 @@ app.command("demo-data")(demo_data.demo_data)
 
 
 # infer: use a trained model
-from mmgen.cli import chat, evaluate, predict, serve  # noqa: E402
+from mmgen.cli import chat, evaluate, export, predict, serve  # noqa: E402
 
 app.command("predict")(predict.predict)
 app.command("eval")(evaluate.evaluate)
 app.command("chat")(chat.chat)
 app.command("serve")(serve.serve)
+app.command("export")(export.export)
 
 
 def main() -> None:
