@@ -170,3 +170,82 @@ def serve(
     typer.echo(run(model, data, requests=requests, clients=clients, max_tokens=max_tokens,
                    max_batch_size=max_batch_size, threads=threads, as_json=as_json,
                    rounds=rounds))  # fmt: skip
+
+
+# --- data (startup of the data side: full processing, cold scan, warm start) ---
+@app.command("data")
+def data(
+    rows: Annotated[
+        list[int] | None,
+        typer.Option(
+            "-n",
+            "--rows",
+            min=1,
+            help="Dataset rows; repeat for several (default 1000, 10000, 100000; --small: 200,"
+            " 1000).",
+        ),
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers", min=1, help="Processes of the all-workers cold scan (default: every core)."
+        ),
+    ] = None,
+    small: Annotated[
+        bool, typer.Option("--small", help="200 and 1,000 rows, 200 media files each: ~1 min.")
+    ] = False,
+    full_sample: Annotated[
+        int | None,
+        typer.Option(
+            "--full-sample",
+            min=1,
+            help="Rows full processing times at most; above, the rate of a random sample that"
+            " size is extrapolated (default 2000; --small: 200).",
+        ),
+    ] = None,
+    media_files: Annotated[
+        int | None,
+        typer.Option(
+            "--media-files",
+            min=1,
+            help="Distinct audio files and image files written (default 4096; --small: 200);"
+            " rows take them in turn.",
+        ),
+    ] = None,
+    rounds: Annotated[
+        int,
+        typer.Option(
+            "--rounds",
+            min=1,
+            help="Times the startups take turns per N; medians (load from other jobs hits each).",
+        ),
+    ] = 1,
+    directory: Annotated[
+        Path | None,
+        typer.Option(
+            "--dir",
+            help="Keep the synthetic data here (a later run reuses its media) instead"
+            " of a temporary folder.",
+        ),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+) -> None:
+    """A training run's data startup against N rows of real audio and image files.
+
+    Full processing, the cold metadata scan (1 worker, all workers) and the warm start.
+    """
+    import os
+
+    from mmgen.bench import data as bench
+
+    typer.echo(
+        bench.run(
+            rows=rows or list(bench.SMALL_ROWS if small else bench.ROWS),
+            workers=workers or len(os.sched_getaffinity(0)),
+            full_sample=full_sample or (bench.SMALL_FULL_SAMPLE if small else bench.FULL_SAMPLE),
+            media_files=media_files or (bench.SMALL_MEDIA_FILES if small else bench.MEDIA_FILES),
+            rounds=rounds,
+            directory=directory,
+            as_json=as_json,
+        )
+    )
