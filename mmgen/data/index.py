@@ -233,8 +233,14 @@ def _measurer(processor: Any, workers: int, headers: bool):
             " set data.scan_workers: 1"
         ) from None
     context = multiprocessing.get_context("spawn")
+    # each worker takes the processor from a queue once it runs: handed over the start-up pipe,
+    # a large one blocks this process (which holds the pipe's other end) when a worker dies
+    # while starting, instead of failing the pool
+    handoff = context.Queue()
+    for _ in range(workers):
+        handoff.put(processor)
     pool = ProcessPoolExecutor(
-        workers, mp_context=context, initializer=_install, initargs=(processor, headers)
+        workers, mp_context=context, initializer=_install, initargs=(handoff, headers)
     )
 
     def measure(payloads):
@@ -256,14 +262,16 @@ def _measurer(processor: Any, workers: int, headers: bool):
         yield measure
     finally:
         pool.shutdown(cancel_futures=True)
+        handoff.cancel_join_thread()  # copies a dead worker never took are dropped
+        handoff.close()
 
 
 _WORKER: dict[str, Any] = {}
 
 
-def _install(processor: Any, headers: bool) -> None:
+def _install(handoff: Any, headers: bool) -> None:
     torch.set_num_threads(1)  # one core per worker: the pool is the parallelism
-    _WORKER.update(processor=processor, headers=headers)
+    _WORKER.update(processor=handoff.get(), headers=headers)
 
 
 def _measure_in_worker(payload: list[tuple | DataError]) -> list[SampleSize | DataError]:

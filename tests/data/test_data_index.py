@@ -298,3 +298,24 @@ def test_workers_that_cannot_start_are_an_error_not_a_hang(tmp_path, chat_tokeni
     made.unpicklable = threading.Lock()  # a worker cannot be given this processor
     with pytest.raises(DataError, match=r"cannot be given this processor.*scan_workers: 1"):
         MultimodalDataset(path, made, index=False, scan_workers=2)
+
+
+def test_workers_that_die_while_starting_are_an_error_not_a_hang(tmp_path, chat_tokenizer,
+                                                                  monkeypatch):  # fmt: skip
+    """A processor that pickles here but cannot be unpickled in a worker (its class lives in a
+    module only this process has): the workers die starting, the scan says so."""
+    import sys
+    import types
+
+    path = write_rows(tmp_path, 1200)
+    monkeypatch.setattr(index_module, "PARALLEL_AFTER_SECONDS", 0.0)
+    made = processor(chat_tokenizer, counting=False)
+    module = types.ModuleType("mmgen_nowhere")
+    exec("class Ghost:\n    payload = b''\n", module.__dict__)  # a class no worker can import
+    monkeypatch.setitem(sys.modules, "mmgen_nowhere", module)
+    made.ghost = module.Ghost()
+    made.ghost.payload = os.urandom(300_000)  # larger than a pipe's buffer
+    start = time.monotonic()
+    with pytest.raises(DataError, match=r"worker processes failed to start"):
+        MultimodalDataset(path, made, index=False, scan_workers=2)
+    assert time.monotonic() - start < 120
