@@ -20,6 +20,10 @@ from mmgen.errors import ConfigError
 if TYPE_CHECKING:
     from mmgen.model.modeling import MultimodalModel
 
+# the parts of a model, each with its own learning rate in training (``optimizer.lr``); LoRA
+# adapters are the ``lora`` part wherever they sit
+PARTS = ("llm", "encoders", "projectors", "lora")
+
 STAGES: dict[str, dict[str, Any]] = {
     "alignment": {"llm": False, "encoders": False, "projectors": True},
     "end_to_end": {"llm": True, "encoders": False, "projectors": True},
@@ -101,6 +105,24 @@ def set_trainable(
             modality = model.modalities[name]
             (modality.unfreeze_projection if train else modality.freeze_projection)()
     return trainable_counts(model)
+
+
+def parameter_parts(model: MultimodalModel) -> dict[str, str]:
+    """The part (``PARTS``) of every parameter, by name: ``lora`` for the adapters (on the LLM
+    or an encoder), ``llm``, ``projectors`` (each modality's ``_projector_parameters``), and
+    ``encoders`` for the rest of each modality."""
+    projectors = {
+        id(p) for modality in model.modalities.values() for p in modality._projector_parameters()
+    }
+    parts = {}
+    for name, parameter in model.named_parameters():
+        if _lora_parameter(name):
+            parts[name] = "lora"
+        elif name.startswith("language_model."):
+            parts[name] = "llm"
+        else:
+            parts[name] = "projectors" if id(parameter) in projectors else "encoders"
+    return parts
 
 
 def trainable_counts(model: MultimodalModel) -> dict[str, int]:

@@ -28,7 +28,16 @@ import torch
 import yaml
 
 from mmgen.errors import ConfigError, MmgenError, TrainingError
-from mmgen.train import build, checkpoint, distributed, evaluate, manifest, precision, stages
+from mmgen.train import (
+    build,
+    checkpoint,
+    distributed,
+    evaluate,
+    manifest,
+    param_groups,
+    precision,
+    stages,
+)
 from mmgen.train.checkpoint import CheckpointManager
 from mmgen.train.config import TrainConfig
 from mmgen.train.data import TrainData, target_tokens
@@ -208,6 +217,8 @@ class Trainer:
                 checkpoint.set_rng_state(state["rng"][world.rank])
         trainable = ", ".join(f"{part} {n / 1e6:.3f}M" for part, n in counts.items())
         self._print(f"stage {index + 1}/{len(config.stages)} {stage.name}: training {trainable}")
+        for line in param_groups.describe(self.optimizer.param_groups):
+            self._print(line)
         end = stages.stage_start(config, index) + stage.steps
         window = Window()
         while self.step < end:

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from mmgen.train import param_groups
 from mmgen.train.config import STAGE_PRESETS, StageSection, TrainConfig
 from mmgen.train.schedule import lr_multiplier
 
@@ -66,24 +67,13 @@ def apply_stage(model: Any, stage: StageSection) -> dict[str, int]:
 def make_optimizer(
     config: TrainConfig, stage: StageSection, model: nn.Module, only: set[str] | None = None
 ):
-    """AdamW over the trainable parameters (or those named in ``only``), with weight decay on
-    matrices only (biases, norms and 1-D parameters are left undecayed, as in nanoGPT), and the
-    stage's LR schedule."""
+    """AdamW over the trainable parameters (or those named in ``only``) in a group per part and
+    decay (``param_groups``: each part's LR, no weight decay on biases, norms and 1-D
+    parameters), and the stage's LR schedule, which scales every group alike."""
     section = config.optimizer
-    decay, no_decay = [], []
-    for name, parameter in model.named_parameters():
-        if parameter.requires_grad if only is None else name in only:
-            (decay if parameter.dim() >= 2 else no_decay).append(parameter)
-    if not decay and not no_decay:
-        where = ("stages", config.stages.index(stage))
-        raise config.error(where, f"stage {stage.name!r} trains no parameters")
-    lr = stage.lr or section.lr
-    groups = [
-        {"params": decay, "weight_decay": section.weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
+    groups = param_groups.parameter_groups(config, stage, model, only)
     optimizer = torch.optim.AdamW(
-        [g for g in groups if g["params"]], lr=lr, betas=section.betas, eps=section.eps
+        [group.as_param_group() for group in groups], betas=section.betas, eps=section.eps
     )
     schedule = config.schedule
     warmup = stage.warmup_steps if stage.warmup_steps is not None else schedule.warmup_steps
