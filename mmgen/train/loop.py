@@ -121,8 +121,7 @@ class Trainer:
             self.last_checkpoint = self.resume_from
             checkpoint.rescale_position(state, world.size, self._print)
         build.check_modalities(config, self.model)
-        if config.model.gradient_checkpointing:
-            self.model.language_model.gradient_checkpointing_enable()
+        checkpointing = build.enable_checkpointing(config, self.model)
         self.model.to(world.device)
         self.wrapped = self.model
         # a resumed model's processors read the checkpoint's asset files
@@ -144,6 +143,8 @@ class Trainer:
         size = sum(p.numel() for p in self.model.parameters()) / 1e6
         self._print(f"mmgen train: {where}, {size:.2f}M parameters, writing to {self.out}")
         self._print(self.data.describe())
+        if checkpointing:
+            self._print(f"activation checkpointing: {', '.join(checkpointing)}")
         if state is not None:
             self._print(f"resuming {self.resume_from} at step {self.step}")
         return state
