@@ -96,9 +96,11 @@ def _model_section(model: Any, processor: Any, train: dict, lora: dict | None) -
         )
     rows.append("")
     if lora is not None:
+        into = [f"the LLM's weights ({lora['target_modules']})"] if lora["target_modules"] else []
+        into += [f"the `{name}` encoder's ({kinds})" for name, kinds in lora["encoders"].items()]
         rows += [
-            f"The LoRA adapters it was trained with (r={lora['r']}, alpha={lora['alpha']},"
-            f" on {lora['target_modules']}) are merged into the LLM's weights.",
+            f"The LoRA adapters it was trained with (r={lora['r']}, alpha={lora['alpha']}) are"
+            f" merged into {' and '.join(into)}.",
             "",
         ]
     return rows

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from mmgen.errors import ConfigError
 from mmgen.train import param_groups
 from mmgen.train.config import STAGE_PRESETS, StageSection, TrainConfig
 from mmgen.train.schedule import lr_multiplier
@@ -34,30 +35,34 @@ def stage_start(config: TrainConfig, index: int) -> int:
 
 
 def add_lora(config: TrainConfig, model: Any) -> None:
-    """Add the LoRA adapters of the run's stages before training starts. Fresh adapters leave
-    the LLM's output unchanged (LoRA's B matrix starts at zero), so stages before the LoRA stage
+    """Add the LoRA adapters of the run's stages (on the LLM, and on the encoders with
+    ``encoder_target_modules``) before training starts. Fresh adapters leave the model's
+    output unchanged (LoRA's B matrix starts at zero), so stages before the LoRA stage
     train as if they were absent, and the model's structure never changes mid-run (DDP and FSDP
     wrap it once per stage; a resumed run rebuilds the same structure from its checkpoint)."""
     found = [(i, stage.lora) for i, stage in enumerate(config.stages) if stage.lora is not None]
     if not found:
         return
-    lora = found[0][1]
+    first, lora = found[0]
     for index, other in found[1:]:
         if other != lora:
             raise config.error(("stages", index, "lora"), "one LoRA configuration per run")
-    model.add_lora(
-        r=lora.r,
-        lora_alpha=lora.alpha,
-        lora_dropout=lora.dropout,
-        target_modules=lora.target_modules,
-    )
+    options = {"r": lora.r, "lora_alpha": lora.alpha, "lora_dropout": lora.dropout}
+    if lora.target_modules:  # []: the encoders' adapters only
+        model.add_lora(target_modules=lora.target_modules, **options)
+    if lora.encoder_target_modules is not None:
+        try:
+            model.add_encoder_lora(lora.encoder_target_modules, **options)
+        except ConfigError as exc:
+            where = ("stages", first, "lora", "encoder_target_modules")
+            raise config.error(where, str(exc)) from None
 
 
 def apply_stage(model: Any, stage: StageSection) -> dict[str, int]:
     """Set what trains for ``stage``; returns the trainable parameters per part."""
     preset = stage.name if stage.name in STAGE_PRESETS else None
     parts = {
-        "llm": stage.train_llm,
+        "llm": stage.train.llm,  # the lora preset: the LLM's adapters, when it has some
         "encoders": stage.train.encoders,
         "projectors": stage.train.projectors,
     }
