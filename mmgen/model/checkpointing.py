@@ -57,6 +57,9 @@ def enable_encoder_checkpointing(modality: nn.Module) -> list[str]:
         if any(id(p) in projector for p in module.parameters()):
             continue
         if getattr(module, "supports_gradient_checkpointing", False):
+            # an encoder keeps no KV cache: without this transformers warns it turned one off
+            if getattr(module.config, "use_cache", False):
+                module.config.use_cache = False
             _enable(module)
             done.append(name)
     if not done:
