@@ -191,3 +191,23 @@ def test_the_init_config_s_training_controls_validate_uncommented(tmp_path: Path
     assert lora.name == "lora" and lora.lora.encoder_target_modules == ["q_proj", "v_proj"]
     assert lora.train.encoders == "lora" and lora.lora.dropout == 0.05
     assert config.model.gradient_checkpointing and config.modalities["audio"].gradient_checkpointing
+
+
+def test_the_readme_s_training_controls_are_a_valid_config(tmp_path: Path) -> None:
+    import re
+
+    import yaml
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    start = readme.index("**Training controls**")
+    block = re.search(r"```yaml\n(.*?)```", readme[start:], re.S).group(1)
+    controls = yaml.safe_load(block)
+    config = yaml.safe_load(VALID)
+    config["model"].update(controls["model"])
+    config["modalities"] = controls["modalities"]
+    config["optimizer"], config["stages"] = controls["optimizer"], controls["stages"]
+    loaded = load_config(write(tmp_path, yaml.safe_dump(config)))
+    assert loaded.model.gradient_checkpointing
+    assert loaded.modalities["image"].gradient_checkpointing
+    assert loaded.optimizer.lr.encoders == 1e-5 and loaded.stages[1].lr.llm == 1e-5
+    assert loaded.stages[2].lora.encoder_target_modules == ["q_proj", "v_proj"]
