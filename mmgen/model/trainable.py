@@ -76,7 +76,8 @@ def set_trainable(
     """Set ``requires_grad`` by part and return the trainable parameter count per part.
 
     ``stage`` picks a preset from ``STAGES``; explicit arguments override it, ``None`` leaves a
-    part as it is. ``llm``: ``True`` (all LLM weights, adapters included), ``False``, or
+    part as it is (the ``lora`` preset leaves an LLM without adapters frozen when encoders have
+    some). ``llm``: ``True`` (all LLM weights, adapters included), ``False``, or
     ``"lora"`` (only the LoRA adapters). ``encoders`` / ``projectors``: a bool for every
     modality, the names of those that train, or name -> bool; ``encoders="lora"``: only the
     adapters of the encoders that have some. Encoders and projectors are switched through each
