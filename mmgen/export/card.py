@@ -96,9 +96,11 @@ def _model_section(model: Any, processor: Any, train: dict, lora: dict | None) -
         )
     rows.append("")
     if lora is not None:
+        into = [f"the LLM's weights ({lora['target_modules']})"] if lora["target_modules"] else []
+        into += [f"the `{name}` encoder's ({kinds})" for name, kinds in lora["encoders"].items()]
         rows += [
-            f"The LoRA adapters it was trained with (r={lora['r']}, alpha={lora['alpha']},"
-            f" on {lora['target_modules']}) are merged into the LLM's weights.",
+            f"The LoRA adapters it was trained with (r={lora['r']}, alpha={lora['alpha']}) are"
+            f" merged into {' and '.join(into)}.",
             "",
         ]
     return rows
@@ -202,13 +204,26 @@ def _training_section(source: Source, train: dict[str, Any]) -> list[str]:
         for stage in stages:
             lora = stage.get("lora")
             adapters = f"r={lora.get('r')}, alpha={lora.get('alpha')}" if lora else ""
-            rows.append(
-                f"| {stage.get('name')} | {stage.get('steps')} | {stage.get('lr') or lr} |"
-                f" {adapters} |"
-            )
+            stage_lr = _stage_lr(lr, stage.get("lr"))
+            rows.append(f"| {stage.get('name')} | {stage.get('steps')} | {stage_lr} | {adapters} |")
         rows.append("")
     rows += _metrics_rows(source)
     return rows
+
+
+def _stage_lr(optimizer_lr: Any, stage_lr: Any) -> str:
+    """A stage's learning rate as the run applied it: a number for every part, or each part's
+    (``optimizer.lr`` with the parts a stage's mapping names replaced)."""
+    if stage_lr is not None and not isinstance(stage_lr, dict):
+        return str(stage_lr)
+    parts = dict(optimizer_lr) if isinstance(optimizer_lr, dict) else {}
+    parts |= {part: value for part, value in (stage_lr or {}).items() if value is not None}
+    shown = [f"{part} {value}" for part, value in parts.items() if value is not None]
+    if not isinstance(optimizer_lr, dict):
+        if not shown:
+            return str(optimizer_lr)
+        shown.append(f"others {optimizer_lr}")
+    return ", ".join(shown)
 
 
 def _earlier_training(card: Path) -> list[str] | None:

@@ -60,7 +60,6 @@ def export(
     from mmgen.export.card import model_card
     from mmgen.export.llava import LLAVA_DIR, build_llava, llava_plan
     from mmgen.infer.load import load
-    from mmgen.model.trainable import is_lora
     from mmgen.train import manifest
 
     if format not in FORMATS:
@@ -74,8 +73,8 @@ def export(
     target = getattr(torch, DTYPES[dtype] if dtype else _saved_dtype(source.folder))
     # merged in fp32 whatever the weights' type, so the merge adds no rounding of its own
     model, processor = load(path, checkpoint=checkpoint, device="cpu", dtype="fp32")  # verified
-    lora = _lora_options(model.language_model)
-    if is_lora(model.language_model):
+    lora = _lora_options(model)
+    if lora is not None:  # the LLM's adapters and the encoders'
         model.merge_lora()
     llava = None
     if format == "llava":
@@ -141,14 +140,34 @@ def _saved_dtype(folder: Path) -> str:
     return name if name in DTYPES.values() else "float32"
 
 
-def _lora_options(llm: Any) -> dict[str, Any] | None:
-    """The LoRA settings of an LLM with adapters (for the card), else None."""
+def _lora_options(model: Any) -> dict[str, Any] | None:
+    """The LoRA settings of a model with adapters (for the card), else None: rank and alpha,
+    and the kinds of layers adapted in the LLM (``target_modules``, None when it has none) and
+    in each encoder that has adapters (``encoders``)."""
+    from mmgen.modality.adapters import has_lora
     from mmgen.model.trainable import is_lora
 
-    if not is_lora(llm):
+    llm = model.language_model
+    encoders = {name: m for name, m in model.modalities.items() if has_lora(m)}
+    if is_lora(llm):
+        config = next(iter(llm.peft_config.values()))
+    elif encoders:
+        config = next(iter(encoders.values())).peft_config["default"]
+    else:
         return None
-    config = next(iter(llm.peft_config.values()))
-    targets = config.target_modules
-    if isinstance(targets, (set, list, tuple)):  # full module paths: the layer kinds suffice
-        targets = ", ".join(sorted({str(t).rsplit(".", 1)[-1] for t in targets}))
-    return {"r": config.r, "alpha": config.lora_alpha, "target_modules": targets}
+    targets = None
+    if is_lora(llm):
+        targets = config.target_modules
+        if isinstance(targets, (set, list, tuple)):  # full module paths: the layer kinds suffice
+            targets = ", ".join(sorted({str(t).rsplit(".", 1)[-1] for t in targets}))
+    adapted = {name: _adapted_kinds(m) for name, m in encoders.items()}
+    return {"r": config.r, "alpha": config.lora_alpha, "target_modules": targets,
+            "encoders": adapted}  # fmt: skip
+
+
+def _adapted_kinds(module: Any) -> str:
+    """The kinds of layers (``q_proj, v_proj``) peft put LoRA layers in."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    layers = [name for name, m in module.named_modules() if isinstance(m, BaseTunerLayer)]
+    return ", ".join(sorted({name.rsplit(".", 1)[-1] for name in layers}))

@@ -12,14 +12,16 @@ so the folder travels with it, and the encoder loads from the copy by the modali
                                 of the modality was loaded from that folder, its trained weights
                                 as model.safetensors in the submodule's own key space
     assets/<field>/mmgen_asset.json   which submodule those weights are (``"module"``)
+    adapter/                    LoRA adapters on the encoder, when it has them (peft's files;
+                                the weights above are then the base weights, ``adapters.py``)
 
 Loading points the path fields at the asset folders and builds the modality: its own
 ``__init__`` runs unchanged and finds a loadable checkpoint there (``from_pretrained`` reads it
 like any; ``mmgen.nn.encoders.load_encoder`` builds the encoder from its config). Then the trained
 weights are loaded: each asset's into its submodule, the rest from ``model.safetensors``, and
-every weight must be accounted for. Nothing is patched. A loaded modality keeps its asset files in
-memory, so saving it again does not need the folder it was loaded from (which checkpoint
-rotation may have deleted).
+every weight must be accounted for; then the adapters are put back. Nothing is patched. A loaded
+modality keeps its asset files in memory, so saving it again does not need the folder it was
+loaded from (which checkpoint rotation may have deleted).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from transformers import PreTrainedConfig, PreTrainedModel
 
 from mmgen.constants import ASSET_MARKER, WEIGHTS_NAME
 from mmgen.errors import CheckpointError
+from mmgen.modality import adapters
 
 if TYPE_CHECKING:
     from mmgen.modality.base import BaseModality
@@ -90,6 +93,12 @@ def save_modality(
     model.ensure_post_init()
     directory.mkdir(parents=True, exist_ok=True)
     state = state_dict if state_dict is not None else model.state_dict()
+    lora = adapters.has_lora(model)
+    if lora:  # the adapters go to adapter/; the rest is saved as without them
+        adapters.save_adapter(model, directory / adapters.ADAPTER_DIR, state)
+        state = adapters.base_state(state)
+    else:  # adapters an earlier save left here would be loaded onto this modality
+        shutil.rmtree(directory / adapters.ADAPTER_DIR, ignore_errors=True)
     config = copy.deepcopy(model.config)
     written: dict[str, str] = {}  # a folder named twice (encoder and processor) is written once
     assets: dict[str, str] = {}
@@ -153,6 +162,8 @@ def load_modality(
             f"{directory}: the saved weights do not fit {cls.__name__}: "
             f"missing {missing[:5]}, unexpected {unexpected[:5]}"
         )
+    if (directory / adapters.ADAPTER_DIR).is_dir():  # LoRA adapters on the encoder
+        adapters.load_adapter(model, directory / adapters.ADAPTER_DIR)
     if isinstance(dtype, str) and dtype != "auto":
         dtype = getattr(torch, dtype)
     if isinstance(dtype, torch.dtype):

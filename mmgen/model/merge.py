@@ -12,11 +12,13 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
+import torch.utils.checkpoint
 from torch import nn
 
 from mmgen.data.batch import ModalityBatch
 from mmgen.errors import ConfigError
 from mmgen.modality.base import BaseModality
+from mmgen.model.checkpointing import CHECKPOINT_FORWARD
 
 
 def _describe_item(index: int, batch: ModalityBatch, sample_ids: Sequence[str] | None) -> str:
@@ -66,13 +68,19 @@ def encode_modality(
     parameter = next(modality.parameters(), None)
     device = parameter.device if parameter is not None else None
     dtype = parameter.dtype if parameter is not None else None
+    # activation checkpointing of an encoder transformers cannot checkpoint per layer
+    checkpoint = getattr(modality, CHECKPOINT_FORWARD, False) and modality.training
     rows: list[torch.Tensor] = []
     for start in range(0, len(values), chunk):
         items = [
             v.to(device=device, dtype=dtype if v.is_floating_point() else None)
             for v in values[start : start + chunk]
         ]
-        for offset, item_rows in enumerate(_per_item(name, modality(items), len(items))):
+        if checkpoint and torch.is_grad_enabled():
+            output = torch.utils.checkpoint.checkpoint(modality, items, use_reentrant=False)
+        else:
+            output = modality(items)
+        for offset, item_rows in enumerate(_per_item(name, output, len(items))):
             index = start + offset
             if item_rows.shape[0] != counts[index]:
                 raise ConfigError(

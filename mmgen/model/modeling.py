@@ -14,6 +14,7 @@ from transformers.modeling_outputs import CausalLMOutputWithPast
 from mmgen.constants import IGNORE_INDEX
 from mmgen.data.batch import ModalityBatch
 from mmgen.errors import ConfigError
+from mmgen.modality import adapters
 from mmgen.modality.base import BaseModality
 from mmgen.model import serialization, trainable
 from mmgen.model.config import MultimodalConfig
@@ -53,7 +54,8 @@ class MultimodalModel(PreTrainedModel):
 
     Attributes:
         language_model: the causal LM (a ``peft`` model after ``add_lora``).
-        modalities: ``nn.ModuleDict`` name -> ``BaseModality``.
+        modalities: ``nn.ModuleDict`` name -> ``BaseModality`` (peft's LoRA layers injected in
+            its encoder after ``add_encoder_lora``).
         placeholder_ids / placeholder_tokens: name -> the id / text marking that modality's items.
     """
 
@@ -317,10 +319,24 @@ class MultimodalModel(PreTrainedModel):
         """Wrap the LLM with LoRA adapters; see ``mmgen.model.trainable.add_lora``."""
         self.language_model = trainable.add_lora(self.language_model, config, **lora_options)
 
+    def add_encoder_lora(
+        self, target_modules: Any = "all-linear", **lora_options: Any
+    ) -> dict[str, list[str]]:
+        """LoRA adapters on the modalities' encoders (``target_modules``: for all of them, or a
+        mapping modality -> modules); see ``mmgen.model.trainable.add_encoder_lora``."""
+        return trainable.add_encoder_lora(self, target_modules, **lora_options)
+
     def merge_lora(self) -> None:
-        """Fold the LoRA adapters into the LLM's weights and drop ``peft``'s wrapper."""
-        self.language_model = trainable.merge_lora(self.language_model)
-        self.config.text_config = self.language_model.config
+        """Fold every LoRA adapter into the weights it adapts: the LLM's (dropping ``peft``'s
+        wrapper) and each encoder's."""
+        encoders = [m for m in self.modalities.values() if adapters.has_lora(m)]
+        if not trainable.is_lora(self.language_model) and not encoders:
+            raise ConfigError("the model has no LoRA adapters to merge")
+        if trainable.is_lora(self.language_model):
+            self.language_model = trainable.merge_lora(self.language_model)
+            self.config.text_config = self.language_model.config
+        for modality in encoders:
+            adapters.merge_lora(modality)
 
     # -- saving ------------------------------------------------------------------------------------
 

@@ -6,7 +6,8 @@ A saved model is a folder of standard parts, each loadable alone:
     llm/                         the LLM (transformers' save_pretrained: AutoModelForCausalLM)
     llm_adapter/                 the LoRA adapters, when the LLM has them (peft's format)
     modalities/<name>/           each modality (BaseModality.save_pretrained: config, weights and
-                                 the encoder/processor files its config points at)
+                                 the encoder/processor files its config points at; adapter/:
+                                 its encoder's LoRA adapters, in peft's format like llm_adapter/)
     tokenizer files              when a tokenizer is given to save_pretrained
     mmgen_processor.json         the data options (max_length, truncation, chat template) when a
                                  processor is given: ``build_processor`` starts from them
@@ -32,6 +33,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedConfig
 
 from mmgen.errors import CheckpointError, ConfigError
+from mmgen.modality import adapters
 from mmgen.model.trainable import is_lora
 
 if TYPE_CHECKING:
@@ -53,10 +55,9 @@ def _part(state_dict: dict[str, torch.Tensor] | None, prefix: str):
 
 
 def _base_state_dict(peft_model) -> dict[str, torch.Tensor]:
-    # the LLM's own weights under their usual names: peft renames wrapped layers' weights to
-    # `<layer>.base_layer.weight` and adds `lora_*` tensors beside them
-    state = peft_model.get_base_model().state_dict()
-    return {k.replace(".base_layer.", "."): v for k, v in state.items() if "lora_" not in k}
+    # the LLM's own weights under their usual names, as an encoder's (peft renames wrapped
+    # layers' weights to `<layer>.base_layer.weight` and adds `lora_*` tensors beside them)
+    return adapters.base_state(peft_model.get_base_model().state_dict())
 
 
 def save(

@@ -342,6 +342,25 @@ class one_thread:
         torch.set_num_threads(self.threads)
 
 
+def enable_checkpointing(config: TrainConfig, model: Any) -> list[str]:
+    """Activation checkpointing where the config asks for it (``model.gradient_checkpointing``,
+    ``modalities.NAME.gradient_checkpointing``); returns what it checkpoints, for the summary."""
+    from mmgen.model.checkpointing import enable_encoder_checkpointing, enable_llm_checkpointing
+
+    done = []
+    if config.model.gradient_checkpointing:
+        try:
+            enable_llm_checkpointing(model.language_model)
+        except MmgenError as exc:
+            raise config.error(("model", "gradient_checkpointing"), str(exc)) from None
+        done.append("llm")
+    for name, section in config.modalities.items():
+        if section.gradient_checkpointing:
+            layers = enable_encoder_checkpointing(model.modalities[name])
+            done.append(f"{name} encoder ({'per layer' if layers else 'whole forward'})")
+    return done
+
+
 def check_modalities(config: TrainConfig, model: Any) -> None:
     """Modalities the config names must be the model's (matters with ``init_from``)."""
     missing = sorted(set(config.modalities) - set(model.modalities))

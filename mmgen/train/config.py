@@ -80,6 +80,9 @@ class ModalitySection(Strict):
     type: str | None = None  # the registered modality (default: the key)
     config: dict[str, Any] = Field(default_factory=dict)  # fields of its config class
     random_init: RandomInit | None = None
+    # recompute the encoder's activations in the backward pass instead of keeping them (per
+    # layer for transformers encoders): less memory for large images, long audio and video
+    gradient_checkpointing: bool = False
 
 
 class SourceSection(Strict):
@@ -163,15 +166,51 @@ class LoraSection(Strict):
     r: int = Field(8, gt=0)
     alpha: int = Field(16, gt=0)
     dropout: float = Field(0.0, ge=0, lt=1)
+    # the LLM's layers that get adapters: all-linear, or module names ([q_proj, v_proj]); []:
+    # none (adapters on encoders only)
     target_modules: list[str] | str = "all-linear"
+    # the encoders' layers that get adapters too (null: none): all-linear or module names for
+    # every modality's encoder, or per modality ({image: [q_proj, v_proj]})
+    encoder_target_modules: list[str] | str | dict[str, list[str] | str] | None = None
 
 
 class TrainParts(Strict):
     """What trains; unset parts keep the stage preset's choice."""
 
     llm: bool | Literal["lora"] | None = None
-    encoders: bool | list[str] | None = None
+    encoders: bool | Literal["lora"] | list[str] | None = None  # lora: their adapters only
     projectors: bool | list[str] | None = None
+
+
+class PartValues(Strict):
+    """A value per part of the model (``optimizer.lr``, ``optimizer.weight_decay``). The LoRA
+    adapters, on the LLM or an encoder, are the ``lora`` part, not the part they adapt."""
+
+    llm: float | None = Field(None, ge=0)
+    encoders: float | None = Field(None, ge=0)
+    projectors: float | None = Field(None, ge=0)
+    lora: float | None = Field(None, ge=0)
+
+    def get(self, part: str) -> float | None:
+        return getattr(self, part)
+
+
+def _number_or_parts(value: Any) -> str:
+    return "dict" if isinstance(value, (dict, PartValues)) else "float"
+
+
+def _per_part(number: Any) -> Any:
+    """A number for every part, or a mapping part -> number (tags keep pydantic from reporting
+    the branch not taken; yamlfile drops them from the key path)."""
+    return Annotated[
+        Annotated[float, number, Tag("float")] | Annotated[PartValues, Tag("dict")],
+        Discriminator(_number_or_parts),
+    ]
+
+
+# a learning rate: one for every part, or per part ({llm: 2e-5, projectors: 1e-3}; 0 freezes)
+LearningRate = _per_part(Field(gt=0))
+WeightDecay = _per_part(Field(ge=0))
 
 
 STAGE_PRESETS = tuple(STAGES)  # alignment, end_to_end, lora, full (mmgen/model/trainable.py)
@@ -184,7 +223,9 @@ class StageSection(Strict):
     name: str
     steps: int = Field(gt=0)  # optimizer steps in this stage
     train: TrainParts = Field(default_factory=TrainParts)
-    lr: float | None = Field(None, gt=0)  # default: optimizer.lr
+    # default: optimizer.lr; a number sets every part's for this stage, a mapping the parts
+    # it names (the others keep optimizer.lr's)
+    lr: LearningRate | None = None
     warmup_steps: int | None = Field(None, ge=0)  # default: schedule.warmup_steps
     lora: LoraSection | None = None  # adapters added at this stage's start
 
@@ -208,8 +249,14 @@ class StageSection(Strict):
 
 
 class OptimizerSection(Strict):
-    lr: float = Field(1e-4, gt=0)
-    weight_decay: float = Field(0.0, ge=0)  # not applied to biases and norms
+    """AdamW with a parameter group per part and decay (``mmgen/train/param_groups.py``)."""
+
+    # one LR for every part, or per part: {llm: 2e-5, encoders: 1e-5, projectors: 1e-3,
+    # lora: 2e-4}; a part that trains needs one (0: it stays as it is). The schedule scales all
+    lr: LearningRate = 1e-4
+    # decoupled (AdamW) weight decay, or per part (an unnamed part: 0); never on biases, norms
+    # and other 1-D parameters
+    weight_decay: WeightDecay = 0.0
     betas: tuple[float, float] = (0.9, 0.999)
     eps: float = Field(1e-8, gt=0)
     grad_clip: float | None = Field(1.0, gt=0)  # max global grad norm; null: no clipping

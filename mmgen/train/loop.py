@@ -28,7 +28,16 @@ import torch
 import yaml
 
 from mmgen.errors import ConfigError, MmgenError, TrainingError
-from mmgen.train import build, checkpoint, distributed, evaluate, manifest, precision, stages
+from mmgen.train import (
+    build,
+    checkpoint,
+    distributed,
+    evaluate,
+    manifest,
+    param_groups,
+    precision,
+    stages,
+)
 from mmgen.train.checkpoint import CheckpointManager
 from mmgen.train.config import TrainConfig
 from mmgen.train.data import TrainData, target_tokens
@@ -112,8 +121,7 @@ class Trainer:
             self.last_checkpoint = self.resume_from
             checkpoint.rescale_position(state, world.size, self._print)
         build.check_modalities(config, self.model)
-        if config.model.gradient_checkpointing:
-            self.model.language_model.gradient_checkpointing_enable()
+        checkpointing = build.enable_checkpointing(config, self.model)
         self.model.to(world.device)
         self.wrapped = self.model
         # a resumed model's processors read the checkpoint's asset files
@@ -135,6 +143,8 @@ class Trainer:
         size = sum(p.numel() for p in self.model.parameters()) / 1e6
         self._print(f"mmgen train: {where}, {size:.2f}M parameters, writing to {self.out}")
         self._print(self.data.describe())
+        if checkpointing:
+            self._print(f"activation checkpointing: {', '.join(checkpointing)}")
         if state is not None:
             self._print(f"resuming {self.resume_from} at step {self.step}")
         return state
@@ -208,6 +218,8 @@ class Trainer:
                 checkpoint.set_rng_state(state["rng"][world.rank])
         trainable = ", ".join(f"{part} {n / 1e6:.3f}M" for part, n in counts.items())
         self._print(f"stage {index + 1}/{len(config.stages)} {stage.name}: training {trainable}")
+        for line in param_groups.describe(self.optimizer.param_groups):
+            self._print(line)
         end = stages.stage_start(config, index) + stage.steps
         window = Window()
         while self.step < end:

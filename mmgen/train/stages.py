@@ -13,6 +13,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from mmgen.errors import ConfigError
+from mmgen.train import param_groups
 from mmgen.train.config import STAGE_PRESETS, StageSection, TrainConfig
 from mmgen.train.schedule import lr_multiplier
 
@@ -33,30 +35,34 @@ def stage_start(config: TrainConfig, index: int) -> int:
 
 
 def add_lora(config: TrainConfig, model: Any) -> None:
-    """Add the LoRA adapters of the run's stages before training starts. Fresh adapters leave
-    the LLM's output unchanged (LoRA's B matrix starts at zero), so stages before the LoRA stage
+    """Add the LoRA adapters of the run's stages (on the LLM, and on the encoders with
+    ``encoder_target_modules``) before training starts. Fresh adapters leave the model's
+    output unchanged (LoRA's B matrix starts at zero), so stages before the LoRA stage
     train as if they were absent, and the model's structure never changes mid-run (DDP and FSDP
     wrap it once per stage; a resumed run rebuilds the same structure from its checkpoint)."""
     found = [(i, stage.lora) for i, stage in enumerate(config.stages) if stage.lora is not None]
     if not found:
         return
-    lora = found[0][1]
+    first, lora = found[0]
     for index, other in found[1:]:
         if other != lora:
             raise config.error(("stages", index, "lora"), "one LoRA configuration per run")
-    model.add_lora(
-        r=lora.r,
-        lora_alpha=lora.alpha,
-        lora_dropout=lora.dropout,
-        target_modules=lora.target_modules,
-    )
+    options = {"r": lora.r, "lora_alpha": lora.alpha, "lora_dropout": lora.dropout}
+    if lora.target_modules:  # []: the encoders' adapters only
+        model.add_lora(target_modules=lora.target_modules, **options)
+    if lora.encoder_target_modules is not None:
+        try:
+            model.add_encoder_lora(lora.encoder_target_modules, **options)
+        except ConfigError as exc:
+            where = ("stages", first, "lora", "encoder_target_modules")
+            raise config.error(where, str(exc)) from None
 
 
 def apply_stage(model: Any, stage: StageSection) -> dict[str, int]:
     """Set what trains for ``stage``; returns the trainable parameters per part."""
     preset = stage.name if stage.name in STAGE_PRESETS else None
     parts = {
-        "llm": stage.train_llm,
+        "llm": stage.train.llm,  # the lora preset: the LLM's adapters, when it has some
         "encoders": stage.train.encoders,
         "projectors": stage.train.projectors,
     }
@@ -66,24 +72,13 @@ def apply_stage(model: Any, stage: StageSection) -> dict[str, int]:
 def make_optimizer(
     config: TrainConfig, stage: StageSection, model: nn.Module, only: set[str] | None = None
 ):
-    """AdamW over the trainable parameters (or those named in ``only``), with weight decay on
-    matrices only (biases, norms and 1-D parameters are left undecayed, as in nanoGPT), and the
-    stage's LR schedule."""
+    """AdamW over the trainable parameters (or those named in ``only``) in a group per part and
+    decay (``param_groups``: each part's LR, no weight decay on biases, norms and 1-D
+    parameters), and the stage's LR schedule, which scales every group alike."""
     section = config.optimizer
-    decay, no_decay = [], []
-    for name, parameter in model.named_parameters():
-        if parameter.requires_grad if only is None else name in only:
-            (decay if parameter.dim() >= 2 else no_decay).append(parameter)
-    if not decay and not no_decay:
-        where = ("stages", config.stages.index(stage))
-        raise config.error(where, f"stage {stage.name!r} trains no parameters")
-    lr = stage.lr or section.lr
-    groups = [
-        {"params": decay, "weight_decay": section.weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
+    groups = param_groups.parameter_groups(config, stage, model, only)
     optimizer = torch.optim.AdamW(
-        [g for g in groups if g["params"]], lr=lr, betas=section.betas, eps=section.eps
+        [group.as_param_group() for group in groups], betas=section.betas, eps=section.eps
     )
     schedule = config.schedule
     warmup = stage.warmup_steps if stage.warmup_steps is not None else schedule.warmup_steps

@@ -161,3 +161,53 @@ def test_a_mistake_made_by_an_override_names_the_override(tmp_path: Path) -> Non
     config = load_config(path, ["data.train=elsewhere.jsonl"])
     assert config.where("data", "train") == "--set data.train=elsewhere.jsonl: data.train"
     assert config.where("packing", "capacity") == f"{path}:11: packing.capacity"
+
+
+def test_the_init_config_s_training_controls_validate_uncommented(tmp_path: Path) -> None:
+    """``mmgen init``'s commented config shows per-part LRs, LoRA on the encoders and the
+    checkpointing switches; uncommented as they stand, they are a valid config."""
+    import re
+
+    from typer.testing import CliRunner
+
+    from mmgen.cli import app
+
+    result = CliRunner().invoke(app, ["init", str(tmp_path / "demo")])
+    assert result.exit_code == 0, result.output
+    path = tmp_path / "demo" / "configs" / "train.yaml"
+    text = path.read_text(encoding="utf-8")
+    assert text.count("gradient_checkpointing: false") == 2  # the LLM's and the encoder's
+    text = re.sub(r"^  lr: 1\.0e-3 .*\n", "", text, flags=re.M)
+    text = text.replace("  # lr: {llm:", "  lr: {llm:")
+    lines = text.splitlines(keepends=True)
+    start = lines.index("  # - name: lora\n")
+    end = next(i for i in range(start + 1, len(lines)) if not lines[i].startswith("  #   "))
+    lines[start:end] = [line.replace("  # ", "  ", 1) for line in lines[start:end]]
+    path.write_text("".join(lines), encoding="utf-8")
+    switches = ["model", "modalities.audio"]
+    config = load_config(path, [f"{key}.gradient_checkpointing=true" for key in switches])
+    assert config.optimizer.lr.llm == 2e-5 and config.optimizer.lr.lora == 2e-4
+    lora = config.stages[-1]
+    assert lora.name == "lora" and lora.lora.encoder_target_modules == ["q_proj", "v_proj"]
+    assert lora.train.encoders == "lora" and lora.lora.dropout == 0.05
+    assert config.model.gradient_checkpointing and config.modalities["audio"].gradient_checkpointing
+
+
+def test_the_readme_s_training_controls_are_a_valid_config(tmp_path: Path) -> None:
+    import re
+
+    import yaml
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    start = readme.index("**Training controls**")
+    block = re.search(r"```yaml\n(.*?)```", readme[start:], re.S).group(1)
+    controls = yaml.safe_load(block)
+    config = yaml.safe_load(VALID)
+    config["model"].update(controls["model"])
+    config["modalities"] = controls["modalities"]
+    config["optimizer"], config["stages"] = controls["optimizer"], controls["stages"]
+    loaded = load_config(write(tmp_path, yaml.safe_dump(config)))
+    assert loaded.model.gradient_checkpointing
+    assert loaded.modalities["image"].gradient_checkpointing
+    assert loaded.optimizer.lr.encoders == 1e-5 and loaded.stages[1].lr.llm == 1e-5
+    assert loaded.stages[2].lora.encoder_target_modules == ["q_proj", "v_proj"]
