@@ -92,7 +92,9 @@ def _prefix_spans(
         if message["role"] != ASSISTANT or generation:
             continue
         head = _render(tokenizer, template, messages[:k], True) if k else ""
-        done = _render(tokenizer, template, messages[: k + 1], False)
+        # the last turn's rendering is the whole conversation's (already at hand)
+        last = k + 1 == len(messages)
+        done = full if last else _render(tokenizer, template, messages[: k + 1], False)
         if not (full.startswith(done) and done.startswith(head)):
             raise ConfigError(
                 f"the chat template does not render turn {k} (assistant) as a prefix of the whole"

@@ -205,7 +205,7 @@ class MultimodalProcessor:
             piece for entry in prepared if not isinstance(entry, DataError)
             for piece, _ in entry[1] if isinstance(piece, str)
         ]  # fmt: skip
-        counts = iter(len(tokens) for tokens in self._tokenize(texts))
+        counts = iter(self._count_tokens(texts))
         sizes: list[SampleSize | DataError] = []
         for entry in prepared:
             if isinstance(entry, DataError):
@@ -289,6 +289,16 @@ class MultimodalProcessor:
         pieces = self._pieces(segments)
         self._check_counts(row, pieces)
         return row, segments, pieces
+
+    def _count_tokens(self, texts: list[str]) -> list[int]:
+        """How many tokens each text makes (what ``_tokenize`` would give, counted): a fast
+        tokenizer's backend counts without building Python lists of ids."""
+        backend = getattr(self.tokenizer, "backend_tokenizer", None)
+        plain = backend is not None and backend.truncation is None and backend.padding is None
+        if plain and hasattr(backend, "encode_batch_fast") and texts:
+            return [len(encoded) for encoded in backend.encode_batch_fast(
+                texts, add_special_tokens=False)]  # fmt: skip
+        return [len(tokens) for tokens in self._tokenize(texts)]
 
     def _tokenize(self, texts: list[str]) -> list[list[int]]:
         # one batched call per sample: fast tokenizers encode the pieces in parallel
