@@ -11,11 +11,12 @@ from typing import Any
 
 from mmgen.errors import SpecError, did_you_mean
 from mmgen.spec.formula import parse, to_python
-from mmgen.spec.schema import Spec
+from mmgen.spec.schema import TIMM_FORMULA_FIELDS, Spec
 
 BUILTIN_ENCODERS = {
     "conv1d": "mmgen.nn.signal_encoders.Conv1dEncoder",
     "mlp": "mmgen.nn.signal_encoders.MLPEncoder",
+    "timm": "mmgen.nn.timm_encoders.TimmEncoder",
 }
 # names the templates define or import themselves: an imported spec class must not shadow them
 _TEMPLATE_NAMES = {
@@ -51,6 +52,8 @@ _TEMPLATE_NAMES = {
     "temporal_pool",
     "save_tiny_model",
     "synthetic_value",
+    "timm_info",
+    "timm_transform",
 }
 
 # config fields a formula may read: in plain Python a str or bool field would count wrong, not fail
@@ -90,7 +93,30 @@ def config_fields(spec: Spec) -> list[ConfigField]:
         ConfigField("hidden_size", "int", spec.config.hidden_size, "width of the LLM embeddings"),
         ConfigField("max_batch_size", "int", spec.config.max_batch_size, "items per encoder call"),
     ]
-    if enc.kind == "transformers":
+    if enc.kind == "timm":
+        fields += [
+            ConfigField("timm_model", "str", enc.model, "timm model name (and pretrained tag)"),
+            ConfigField(
+                "encoder_weights",
+                "str | None",
+                enc.pretrained,
+                "local weights: a .safetensors file or folder, or a cached timm name",
+            ),
+            ConfigField(
+                "encoder_options",
+                "dict[str, Any] | None",
+                dict(enc.options),
+                "timm.create_model keyword arguments, over the spec's",
+            ),
+            ConfigField(
+                "feature_layer",
+                "int",
+                enc.feature_layer,
+                "features taken (-1: the final ones, else a block, negative from the end)",
+            ),
+            ConfigField("pooling", "str", enc.pooling, "none (patch tokens), cls or avg"),
+        ]
+    elif enc.kind == "transformers":
         fields.append(ConfigField("encoder_name_or_path", "str", enc.pretrained, "encoder weights"))
         fields.append(
             ConfigField(
@@ -113,7 +139,7 @@ def config_fields(spec: Spec) -> list[ConfigField]:
         fields.append(
             ConfigField("processor_name_or_path", "str", proc.pretrained, "processor files")
         )
-    else:
+    elif proc.kind == "numeric":
         fields += [
             ConfigField("sampling_rate", "int | None", proc.sampling_rate, "resample to (Hz)"),
             ConfigField("length", "int | None", proc.length, "crop or pad to (samples)"),
@@ -152,20 +178,23 @@ def num_embeddings_code(spec: Spec, fields: list[ConfigField]) -> dict[str, Any]
     """How the generated processor counts embeddings: a fixed number, or the spec's checked
     formula written as a Python expression over the processor's own values (``to_python``).
     """
+    numeric, timm = spec.processor.kind == "numeric", spec.encoder.kind == "timm"
     if isinstance(spec.num_embeddings, int):
         fixed = {"fixed": spec.num_embeddings, "formula": None, "expression": None}
         return {
             **fixed, "whole": True, "uses_math": False, "reads_encoder_config": False,
-            "uses_shape": False, "numeric": spec.processor.kind == "numeric",
+            "uses_shape": False, "numeric": numeric, "timm": timm,
         }  # fmt: skip
     formula = parse(spec.num_embeddings)
     hf = spec.encoder.kind == "transformers"
+    # the encoder's fields: its transformers config, a timm encoder's TimmInfo, or the options
+    encoder = "self.encoder_config" if hf else "self.config.encoder_options"
     expression = to_python(
         formula,
         shape="value.shape",
-        encoder="self.encoder_config" if hf else "self.config.encoder_options",
+        encoder="self.encoder_info" if timm else encoder,
         config="self.config",
-        keyed=() if hf else ("encoder",),
+        keyed=() if hf or timm else ("encoder",),
     )
     top = formula.tree.body
     # ceil, floor, int and one-argument round always give an int: no whole-number check needed
@@ -180,7 +209,8 @@ def num_embeddings_code(spec: Spec, fields: list[ConfigField]) -> dict[str, Any]
         "uses_math": bool(formula.functions & {"ceil", "floor"}),
         "reads_encoder_config": hf and bool(formula.encoder_fields),
         "uses_shape": formula.uses_shape,  # the count follows the processed value's shape
-        "numeric": spec.processor.kind == "numeric",  # whose output shape the config fixes
+        "numeric": numeric,  # whose output shape the config fixes
+        "timm": timm,  # whose input size the model fixes
     }
 
 
@@ -214,6 +244,8 @@ def modality_templates(spec: Spec) -> dict[str, str]:
 
 
 def _modality_variant(spec: Spec) -> str:
+    if spec.encoder.kind == "timm":
+        return "timm"
     if spec.encoder.kind != "transformers":
         return "module"
     if spec.encoder.frames is not None:
@@ -237,7 +269,12 @@ def context_errors(spec: Spec) -> list[SpecError]:
             elif fields[name].annotation not in _NUMBERS:
                 message = f"config.{name} is a {fields[name].annotation} field, not a number"
                 errors.append(spec.error(("num_embeddings",), message))
-        if spec.encoder.kind != "transformers":
+        if spec.encoder.kind == "timm":
+            for name in sorted(formula.encoder_fields - set(TIMM_FORMULA_FIELDS)):
+                hint = did_you_mean(name, TIMM_FORMULA_FIELDS, listing=True)
+                message = f"encoder.{name} is not a field of a timm encoder{hint}"
+                errors.append(spec.error(("num_embeddings",), message))
+        elif spec.encoder.kind != "transformers":
             options = spec.encoder.options
             for name in sorted(formula.encoder_fields):
                 value = options.get(name)

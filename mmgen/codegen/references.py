@@ -1,11 +1,13 @@
 """What a spec names outside itself: transformers classes, the projector's activation, the
 encoder-config fields a ``num_embeddings`` formula reads or the test block's tiny encoder sets,
-and the transformers model types the modality's own name must not take over.
+the transformers model types the modality's own name must not take over, and a timm encoder's
+model, options, feature layer and pooling.
 
 The schema cannot see these, and a typo in one generates code that fails only when it is
 imported or run. ``mmgen validate`` and ``mmgen new-modality`` check them here. Only transformers
-is looked at (its lazy module lists its classes without importing them; an encoder's config class
-is built with its defaults to read its fields); modules of the user's own (``kind: module``) are
+and timm are looked at: transformers' lazy module lists its classes without importing them (an
+encoder's config class is built with its defaults to read its fields); a timm model is built on
+the meta device, without weights or memory. Modules of the user's own (``kind: module``) are
 never imported, since a spec must not make mmgen run code.
 """
 
@@ -53,6 +55,8 @@ def reference_errors(spec: Spec) -> list[SpecError]:
             errors.append(spec.error(("projector", "activation"), message))
     if "encoder" in classes:
         errors += _encoder_config_errors(spec, classes["encoder"])
+    if spec.encoder.kind == "timm":
+        errors += _timm_errors(spec)
     return sorted(errors, key=error_line)
 
 
@@ -99,6 +103,56 @@ def _encoder_config_errors(spec: Spec, encoder_class: str) -> list[SpecError]:
         for key in tiny
         if not hasattr(defaults, key)
     ]
+    return errors
+
+
+def _timm_errors(spec: Spec) -> list[SpecError]:
+    """The timm model exists (with its pretrained tag, and ``pretrained`` when it is a timm
+    name), takes the options and the test block's tiny options, and has the feature layer and
+    the class token the spec asks for: each checked on the model built on the meta device."""
+    from mmgen.errors import MmgenError
+    from mmgen.nn import timm_encoders
+
+    encoder = spec.encoder
+    try:
+        timm_encoders.check_model_name(encoder.model)
+    except MmgenError as exc:  # not installed, or no such model: nothing else can be checked
+        return [spec.error(("encoder", "model"), str(exc))]
+    errors = []
+    if encoder.pretrained and timm_encoders.is_timm_name(encoder.pretrained):
+        try:  # a timm name (a path is only checked where the run is)
+            timm_encoders.check_model_name(encoder.pretrained)
+        except MmgenError as exc:
+            errors.append(spec.error(("encoder", "pretrained"), str(exc)))
+    tiny = {**encoder.options, **(spec.test.encoder or {})}
+    seen: set[str] = set()
+    for where, options in ((("encoder", "options"), encoder.options), (("test", "encoder"), tiny)):
+        note = " (the test block's tiny model)" if where[0] == "test" else ""
+        try:
+            model = timm_encoders.meta_model(encoder.model, options)
+        except MmgenError as exc:
+            errors.append(spec.error(where, str(exc)))
+            continue
+        checks = (
+            ("feature_layer", timm_encoders.check_feature_layer, encoder.feature_layer),
+            ("pooling", timm_encoders.check_pooling, encoder.pooling),
+        )
+        fits = True
+        for loc, check, value in checks:
+            try:
+                check(model, encoder.model, value)
+            except MmgenError as exc:
+                fits = False
+                if loc not in seen:  # the tiny model repeats the full one's problem
+                    seen.add(loc)
+                    errors.append(spec.error(("encoder", loc), f"{exc}{note}"))
+        if fits:
+            try:  # a forward pass on a meta image: sizes that do not fit each other
+                timm_encoders.timm_info(
+                    encoder.model, options, encoder.feature_layer, encoder.pooling
+                )
+            except (MmgenError, RuntimeError, ValueError, AssertionError) as exc:
+                errors.append(spec.error(where, f"the model fails on its input size: {exc}"))
     return errors
 
 

@@ -123,6 +123,9 @@ class BaseModality(PreTrainedModel):
 
     config_class = BaseModalityConfig
     preprocessor_class: type[BaseModalityProcessor] | None = None
+    # config fields that only say where the encoder's first weights come from (a weights file,
+    # a name in a cache): a saved modality holds its trained weights, so it saves them as None
+    weight_source_fields: tuple[str, ...] = ()
     base_model_prefix = "modality"
     main_input_name = "inputs"
 

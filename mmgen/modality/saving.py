@@ -7,6 +7,8 @@ so the folder travels with it, and the encoder loads from the copy by the modali
 
     config.json                 the modality config; the path fields point at ``assets/<field>``
     model.safetensors           every weight not stored in an asset folder (the projector, ...)
+                                (a modality's ``weight_source_fields``, e.g. a timm encoder's
+                                weights file, are saved as None: the weights are all here)
     assets/<field>/             the non-weight files of the folder the field named (config.json,
                                 preprocessor_config.json, tokenizer files), and, when a submodule
                                 of the modality was loaded from that folder, its trained weights
@@ -103,7 +105,11 @@ def save_modality(
     written: dict[str, str] = {}  # a folder named twice (encoder and processor) is written once
     assets: dict[str, str] = {}
     in_assets: list[str] = []  # the submodules whose weights went into an asset folder
+    for field in type(model).weight_source_fields:
+        setattr(config, field, None)  # the weights are in this save: none is read from there
     for field, value in model.config.to_dict().items():
+        if field in type(model).weight_source_fields:
+            continue
         found = None if field == "_name_or_path" else _asset_files(model, value)
         if found is None:
             continue

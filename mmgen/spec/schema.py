@@ -36,6 +36,21 @@ OneLine = Annotated[str, S(pattern=r"^[^\n\r]*$", min_length=1, max_length=200)]
 Scalar = bool | int | float | str
 JSONValue = Scalar | list[Scalar] | dict[str, Scalar] | None
 ValueKind = Literal["bytes", "path", "array"]
+# what a kind: timm encoder tells a num_embeddings formula (encoder.<field>): rows per image,
+# the token grid, class/register tokens, row width, input size, feature layers
+# (mmgen.nn.timm_encoders.TimmInfo computes them from the model)
+TIMM_FORMULA_FIELDS = (
+    "tokens",
+    "grid_height",
+    "grid_width",
+    "prefix_tokens",
+    "width",
+    "image_height",
+    "image_width",
+    "layers",
+)
+# a timm model name, optionally with its pretrained tag (vit_base_patch16_224.augreg_in21k)
+TimmName = Annotated[str, S(pattern=r"^[a-z0-9][a-z0-9_]*(\.[a-z0-9_]+)?$", max_length=120)]
 
 
 class Strict(BaseModel):
@@ -88,10 +103,12 @@ class ProcessorSpec(Strict):
     """``kind: transformers``: a processor class with ``from_pretrained`` (feature extractor, image
     processor, tokenizer) called on the raw modality with ``options``; ``output`` is the key of
     the tensor to keep. ``kind: numeric``: built-in signal preprocessing (resample to
-    ``sampling_rate``, ``normalize``, crop/pad to ``length``, ``channels``).
+    ``sampling_rate``, ``normalize``, crop/pad to ``length``, ``channels``). ``kind: timm``: the
+    timm encoder's own eval transform (input size, resize and crop, mean and std from timm's
+    ``resolve_model_data_config``); it takes no other keys.
     """
 
-    kind: Literal["transformers", "numeric"] = "transformers"
+    kind: Literal["transformers", "numeric", "timm"] = "transformers"
     class_: DottedPath | None = Field(None, alias="class")
     pretrained: str | None = Field(None, min_length=1, max_length=300)
     output: Identifier = "pixel_values"
@@ -109,6 +126,8 @@ class ProcessorSpec(Strict):
             _forbid(self, numeric)
         else:
             _forbid(self, {"class_", "pretrained", "output", "options"})
+        if self.kind == "timm":
+            _forbid(self, numeric)
         return self
 
 
@@ -134,9 +153,15 @@ class EncoderSpec(Strict):
     differ in length (padded, with an attention mask); ``frames``: video-like stacks.
     ``kind: module``: any ``torch.nn.Module`` by dotted path, built with ``options``.
     ``kind: conv1d`` / ``mlp``: mmgen's built-in signal encoders, built with ``options``.
+    ``kind: timm``: the timm image ``model`` (a name, optionally with its pretrained tag), built
+    with ``options`` (``timm.create_model`` keywords); ``pretrained`` names local weights (a
+    ``.safetensors`` file or a folder holding ``model.safetensors``, or a timm name whose weights
+    are in the local Hugging Face cache; omitted: random init); ``feature_layer`` picks the
+    features (-1: the final ones, else a block by index, negative from the end) and ``pooling``
+    the rows kept (``none``: the patch tokens, ``cls``: the class token, ``avg``: their mean).
     """
 
-    kind: Literal["transformers", "module", "conv1d", "mlp"] = "transformers"
+    kind: Literal["transformers", "module", "conv1d", "mlp", "timm"] = "transformers"
     class_: DottedPath | None = Field(None, alias="class")
     pretrained: str | None = Field(None, min_length=1, max_length=300)
     submodule: AttributePath | None = None
@@ -147,19 +172,26 @@ class EncoderSpec(Strict):
     variable_length: bool = False
     frames: FramesSpec | None = None
     downsample: DownsampleSpec = Field(default_factory=DownsampleSpec)
+    model: TimmName | None = None
+    feature_layer: int = -1
+    pooling: Literal["none", "cls", "avg"] = "none"
 
     @model_validator(mode="after")
     def _kind_fields(self) -> EncoderSpec:
         hf_only = {"pretrained", "submodule", "input", "hidden_state", "drop_cls"}
         hf_only |= {"variable_length", "frames"}
+        timm_only = {"model", "feature_layer", "pooling"}
         if self.kind == "transformers":
             _require(self, "class_", "pretrained")
-            _forbid(self, {"options"})
+            _forbid(self, {"options"} | timm_only)
         elif self.kind == "module":
             _require(self, "class_")
-            _forbid(self, hf_only)
+            _forbid(self, hf_only | timm_only)
+        elif self.kind == "timm":
+            _require(self, "model")
+            _forbid(self, (hf_only - {"pretrained"}) | {"class_"})
         else:
-            _forbid(self, hf_only | {"class_"})
+            _forbid(self, hf_only | timm_only | {"class_"})
         if self.frames is not None and self.variable_length:
             raise field_error("frames", "choose one of `frames` and `variable_length`")
         return self
@@ -241,6 +273,12 @@ class Spec(Strict):
                 raise field_error("num_embeddings", str(exc)) from None
         if self.encoder.kind != "transformers" and self.test.encoder is None:
             raise ValueError("test: `encoder` (the options of a tiny encoder) is required here")
+        if (self.encoder.kind == "timm") != (self.processor.kind == "timm"):
+            raise field_error(
+                "processor",
+                "an encoder of kind 'timm' takes a processor of kind 'timm' (its input size and"
+                " normalization come from the model), and only it does",
+            )
         return self
 
     @property

@@ -288,11 +288,57 @@ class CheckpointSection(Strict):
     dir: str | None = None  # default: <output_dir>/checkpoints
 
 
+Reporter = Literal["jsonl", "tensorboard", "wandb"]
+
+
+class WandbSection(Strict):
+    """The Weights & Biases run (``logging.report_to`` lists ``wandb``)."""
+
+    project: str = Field("mmgen", min_length=1)
+    name: str | None = None  # the run's display name (default: the output folder's name)
+    tags: list[str] = Field(default_factory=list)
+    # online, offline (a local run folder for `wandb sync`) or disabled; null: $WANDB_MODE,
+    # else online
+    mode: Literal["online", "offline", "disabled"] | None = None
+
+
 class LoggingSection(Strict):
     every: int = Field(10, gt=0)  # steps between metrics lines
     progress: bool = True  # a progress bar on rank 0 when stderr is a terminal, lines otherwise
-    tensorboard: bool | Literal["auto"] = "auto"  # auto: when tensorboard is installed
+    # where the metrics go. metrics.jsonl is always written (resume, the plot and the model
+    # card read it); tensorboard: <output_dir>/tensorboard; wandb: a W&B run (logging.wandb)
+    report_to: list[Reporter] | None = None  # null: [jsonl]
+    tensorboard: bool | Literal["auto"] | None = None  # deprecated: report_to: [..., tensorboard]
+    wandb: WandbSection = Field(default_factory=WandbSection)
     plot: bool = True  # the PNG of loss and accuracy curves at the end
+
+    @model_validator(mode="after")
+    def _one_switch(self) -> LoggingSection:
+        if self.report_to is None or self.tensorboard is None:
+            return self
+        listed = "tensorboard" in self.report_to
+        if self.tensorboard == "auto" or self.tensorboard != listed:
+            said = "lists" if listed else "does not list"
+            raise field_error(
+                "tensorboard",
+                f"deprecated, and report_to {said} tensorboard: drop logging.tensorboard",
+            )
+        return self
+
+    @property
+    def reporters(self) -> tuple[str, ...]:
+        """What the run writes: jsonl always, then tensorboard and wandb as configured
+        (``tensorboard: auto``: when the tensorboard package is installed)."""
+        chosen = ["jsonl", *(self.report_to or [])]
+        if self.tensorboard is True or (self.tensorboard == "auto" and _installed("tensorboard")):
+            chosen.append("tensorboard")
+        return tuple(dict.fromkeys(chosen))
+
+
+def _installed(package: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(package) is not None
 
 
 class EvalSection(Strict):

@@ -136,9 +136,17 @@ class Trainer:
             self.checkpoints.clear()
         distributed.barrier()
         self.metrics = Metrics(
-            self.out, enabled=world.main, tensorboard=config.logging.tensorboard,
-            fresh=fresh, keep=None if fresh else self._kept_on_resume,
+            self.out, enabled=world.main, fresh=fresh,
+            keep=None if fresh else self._kept_on_resume, logging=config.logging,
+            resumed_at=None if fresh else self.step,
+            wandb_run_id=None if fresh else state.get("wandb_run_id"),
+            run_config=config.model_dump(mode="json") if world.main else None,
         )  # fmt: skip
+        if config.logging.tensorboard is not None:
+            self._print(
+                f"{config.where('logging', 'tensorboard')}: deprecated; list tensorboard in"
+                " logging.report_to: [jsonl, tensorboard]"
+            )
         where = f"{world.size} x {world.device.type}" if world.distributed else world.device.type
         size = sum(p.numel() for p in self.model.parameters()) / 1e6
         self._print(f"mmgen train: {where}, {size:.2f}M parameters, writing to {self.out}")
@@ -367,6 +375,7 @@ class Trainer:
             "rng": distributed.gather_objects(rng or checkpoint.rng_state()),
             "world_size": world.size,
             "skipped_steps": self.skipped_steps,
+            "wandb_run_id": self.metrics.wandb_run_id,  # a resumed run continues that W&B run
         }
         weights = distributed.full_model_state(self.wrapped)
         if world.main:

@@ -1,5 +1,6 @@
-"""Metrics of a run: one JSON object per line in ``<output_dir>/metrics.jsonl`` (and TensorBoard
-scalars when ``tensorboard`` is installed), plus the console progress bar.
+"""Metrics of a run: one JSON object per line in ``<output_dir>/metrics.jsonl``, always (resume,
+the plot and the model card read it), TensorBoard scalars and a W&B run when
+``logging.report_to`` lists them (``reporters.py``), plus the console progress bar.
 
 Records are ``{"kind": "train"|"eval"|"test", "step": N, ...values}``; a mixture's train records
 add ``"sources": {name: share of the window's real tokens}``. A resumed run first drops
@@ -16,9 +17,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from mmgen.errors import ConfigError
+from mmgen.train.reporters import TensorBoardReporter, WandbReporter
+
+if TYPE_CHECKING:
+    from mmgen.train.config import LoggingSection
 
 METRICS_FILE = "metrics.jsonl"
 
@@ -31,24 +35,40 @@ class Metrics:
         folder: Path,
         *,
         enabled: bool,
-        tensorboard: bool | str = "auto",
         fresh: bool = False,
         keep: Callable[[dict[str, Any]], bool] | None = None,
+        logging: LoggingSection | None = None,
+        resumed_at: int | None = None,
+        wandb_run_id: str | None = None,
+        run_config: dict[str, Any] | None = None,
     ) -> None:
         """``fresh``: start an empty file; otherwise append, after dropping the records for which
-        ``keep(record)`` is False (a resumed run's records past its checkpoint)."""
+        ``keep(record)`` is False (a resumed run's records past its checkpoint of step
+        ``resumed_at``). ``logging`` says where else records go (default: nowhere);
+        ``wandb_run_id`` is the W&B run a resumed run continues, ``run_config`` what a new W&B
+        run records as its config."""
         self.path = Path(folder) / METRICS_FILE
         self.enabled = enabled
         self._file = None
-        self._board = None
+        self._reporters: list[Any] = []
         if not enabled:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if not fresh and keep is not None and self.path.is_file():
             _rewrite(self.path, keep)
         self._file = self.path.open("w" if fresh else "a", encoding="utf-8")
-        if tensorboard:
-            self._board = _summary_writer(self.path.parent / "tensorboard", tensorboard == "auto")
+        try:
+            self._reporters = _open_reporters(
+                self.path.parent, logging, resumed_at, wandb_run_id, run_config
+            )
+        except BaseException:
+            self.close()
+            raise
+
+    @property
+    def wandb_run_id(self) -> str | None:
+        """The W&B run's id (kept in the trainer state: a resumed run continues that run)."""
+        return next((r.run_id for r in self._reporters if isinstance(r, WandbReporter)), None)
 
     def log(self, kind: str, step: int, **values: Any) -> None:
         if not self.enabled:
@@ -56,21 +76,43 @@ class Metrics:
         record = {"kind": kind, "step": step, **values, "time": round(time.time(), 3)}
         self._file.write(json.dumps(record) + "\n")
         self._file.flush()  # a crash loses no line that was logged
-        if self._board is not None:
-            for key, value in values.items():
-                if isinstance(value, (int, float)):
-                    self._board.add_scalar(f"{kind}/{key}", value, step)
-                elif isinstance(value, dict):  # e.g. a mixture's token share per source
-                    for name, number in value.items():
-                        self._board.add_scalar(f"{kind}/{key}/{name}", number, step)
+        for reporter in self._reporters:
+            reporter.log(kind, step, values)
 
     def close(self) -> None:
         if self._file is not None:
             self._file.close()
             self._file = None
-        if self._board is not None:
-            self._board.close()
-            self._board = None
+        while self._reporters:
+            self._reporters.pop().close()
+
+
+def _open_reporters(
+    folder: Path,
+    logging: LoggingSection | None,
+    resumed_at: int | None,
+    wandb_run_id: str | None,
+    run_config: dict[str, Any] | None,
+) -> list[Any]:
+    if logging is None:
+        return []
+    opened: list[Any] = []
+    try:
+        if "tensorboard" in logging.reporters:
+            optional = logging.tensorboard == "auto"
+            opened.append(TensorBoardReporter(folder, resumed_at=resumed_at, optional=optional))
+        if "wandb" in logging.reporters:
+            options = logging.wandb
+            wandb = WandbReporter(
+                folder, project=options.project, name=options.name, tags=options.tags,
+                mode=options.mode, run_id=wandb_run_id, config=run_config or {},
+            )  # fmt: skip
+            opened.append(wandb)
+    except BaseException:
+        for reporter in opened:
+            reporter.close()
+        raise
+    return opened
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:
@@ -110,16 +152,6 @@ def _rewrite(path: Path, keep: Callable[[dict[str, Any]], bool]) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text("".join(lines), encoding="utf-8")
     os.replace(tmp, path)
-
-
-def _summary_writer(folder: Path, optional: bool):
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:  # torch's writer needs the tensorboard package
-        if optional:
-            return None
-        raise ConfigError("logging.tensorboard: true needs `pip install tensorboard`") from None
-    return SummaryWriter(str(folder))
 
 
 class Progress:

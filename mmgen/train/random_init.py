@@ -35,8 +35,10 @@ def random_init_fields(
         if write:
             save_tiny_model(encoder_class, path, seed=section.seed, **encoder_options)
         fields["encoder_name_or_path"] = str(path)
-    else:  # built-in or module encoders are built from their options, random-init already
+    else:  # built-in, module and timm encoders are built from their options, random-init
         fields["encoder_options"] = encoder_options
+        if spec.encoder.kind == "timm":
+            fields["encoder_weights"] = None  # not the spec's pretrained weights
     processor_options = {**(spec.test.processor or {}), **section.processor}
     if spec.processor.kind == "transformers" and processor_options:
         processor_class = _import(config, name, spec.processor.class_)

@@ -54,7 +54,6 @@ def image_lora_run(image_data, tmp_path_factory) -> Path:
     config["data"].update(chat_template="plain")
     config["schedule"] = {"kind": "constant"}
     config["eval"] = {"accuracy_samples": 0, "max_new_tokens": 4}
-    config["logging"].update(tensorboard=False)
     result = train(load_config(write_config(folder / "train.yaml", config)))
     return result.output_dir
 

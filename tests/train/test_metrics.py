@@ -25,7 +25,7 @@ def test_a_torn_last_line_is_left_out(tmp_path: Path) -> None:
 def test_resuming_drops_what_keep_refuses_and_appends(tmp_path: Path) -> None:
     records = [{"kind": "train", "step": s, "loss": 1.0 / s} for s in (1, 2, 3, 4)]
     path = write_records(tmp_path, *records, {"kind": "eval", "step": 4}, tail="{torn")
-    metrics = Metrics(tmp_path, enabled=True, tensorboard=False, keep=lambda r: r["step"] <= 2)
+    metrics = Metrics(tmp_path, enabled=True, keep=lambda r: r["step"] <= 2)
     metrics.log("train", 3, loss=0.5)
     metrics.close()
     lines = [json.loads(line) for line in path.read_text().splitlines()]
