@@ -4,13 +4,15 @@ user writes first: one row at a time through ``model.generate``.
     mmgen bench predict runs/demo/model data/demo-audio/test.jsonl --rows 200
 
 Both produce greedy answers to the same rows with the same ``max_new_tokens`` (asserted equal,
-row by row). The baseline is as a competent user writes it: the processor's prompt, one
-``generate`` call per row in ``torch.inference_mode`` with the KV cache, decoding kept out of the
-timed loop's way (batch decode after). Rows/s and the ratio are printed side by side.
+row by row), taking turns ``rounds`` times (figures: medians). The baseline is as a competent
+user writes it: the processor's prompt, one ``generate`` call per row in
+``torch.inference_mode`` with the KV cache, decoding after the timed loop. Rows/s and the ratio
+are printed side by side.
 """
 
 from __future__ import annotations
 
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -20,7 +22,7 @@ from mmgen.bench.table import emit
 
 def run(
     model_path: Path, data: Path, *, rows: int, batch_size: int, max_new_tokens: int,
-    threads: int, as_json: bool,
+    threads: int, as_json: bool, rounds: int = 3,
 ) -> str:  # fmt: skip
     import json
 
@@ -50,40 +52,55 @@ def run(
             model.generate(**left_padded([sample], processor.pad_token_id),
                            max_new_tokens=max_new_tokens, do_sample=False)  # fmt: skip
 
-    start = time.perf_counter()
-    outputs = []
-    with torch.inference_mode():
-        for i in range(count):
-            row = source[i]
-            sample = processor.process(row.row, origin=row.origin, base_dir=row.base_dir,
-                                       generation=True)  # fmt: skip
-            batch = left_padded([sample], processor.pad_token_id)
-            new = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False,
-                                 eos_token_id=ends, pad_token_id=pad)  # fmt: skip
-            outputs.append(new[0].tolist())
-    alone_seconds = time.perf_counter() - start
-    alone = []
-    for tokens in outputs:
-        kept = tokens[: tokens.index(ends[0])] if ends[0] in tokens else tokens
-        alone.append(processor.tokenizer.decode(kept, skip_special_tokens=True))
+    def one_at_a_time() -> tuple[float, list[str]]:
+        start = time.perf_counter()
+        outputs = []
+        with torch.inference_mode():
+            for i in range(count):
+                row = source[i]
+                sample = processor.process(row.row, origin=row.origin, base_dir=row.base_dir,
+                                           generation=True)  # fmt: skip
+                batch = left_padded([sample], pad)
+                new = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False,
+                                     eos_token_id=ends, pad_token_id=pad)  # fmt: skip
+                outputs.append(new[0].tolist())
+        seconds = time.perf_counter() - start
+        texts = []
+        for tokens in outputs:
+            kept = tokens[: tokens.index(ends[0])] if ends[0] in tokens else tokens
+            texts.append(processor.tokenizer.decode(kept, skip_special_tokens=True))
+        return seconds, texts
 
-    with tempfile.TemporaryDirectory() as folder:
-        out = Path(folder) / "predictions.jsonl"
-        report = predict(loaded, data, out, options=options, batch_size=batch_size, limit=count,
-                         progress=False)  # fmt: skip
-        batched = [json.loads(line)["prediction"] for line in out.read_text().splitlines()]
-    same = sum(a == b for a, b in zip(alone, batched, strict=True))
-    if same != count:
-        first = next(i for i, (a, b) in enumerate(zip(alone, batched, strict=True)) if a != b)
-        raise AssertionError(
-            f"row {first}: predict gave {batched[first]!r}, one-at-a-time generate {alone[first]!r}"
-        )
+    def batched() -> tuple[float, list[str]]:
+        with tempfile.TemporaryDirectory() as folder:
+            out = Path(folder) / "predictions.jsonl"
+            report = predict(loaded, data, out, options=options, batch_size=batch_size,
+                             limit=count, progress=False)  # fmt: skip
+            texts = [json.loads(line)["prediction"] for line in out.read_text().splitlines()]
+        return report.seconds, texts
+
+    alone_times, batched_times = [], []
+    for _ in range(rounds):  # the two take turns: a burst of load hits both
+        alone_seconds, alone = one_at_a_time()
+        batch_seconds, batched_texts = batched()
+        alone_times.append(alone_seconds)
+        batched_times.append(batch_seconds)
+        if alone != batched_texts:
+            first = next(i for i, (a, b) in enumerate(zip(alone, batched_texts, strict=True))
+                         if a != b)  # fmt: skip
+            raise AssertionError(f"row {first}: predict gave {batched_texts[first]!r},"
+                                 f" one-at-a-time generate {alone[first]!r}")  # fmt: skip
+    alone_seconds = statistics.median(alone_times)
+    batch_seconds = statistics.median(batched_times)
+    ratio = statistics.median(a / b for a, b in zip(alone_times, batched_times, strict=True))
+    per_round = ", ".join(f"{a / b:.2f}" for a, b in zip(alone_times, batched_times, strict=True))
+    same = count
     rows_table = [
         ["model.generate, one row at a time", count / alone_seconds, 1.0],
-        [f"mmgen predict (batch {batch_size})", count / report.seconds,
-         alone_seconds / report.seconds],
+        [f"mmgen predict (batch {batch_size})", count / batch_seconds, ratio],
     ]  # fmt: skip
     meta = {"model": str(loaded.path), "data": str(data), "rows answered": count,
+            "rounds": rounds, "one-at-a-time / predict per round": per_round,
             "max_new_tokens": max_new_tokens, "threads": threads,
             "identical greedy answers": f"{same}/{count}"}  # fmt: skip
     title = "mmgen bench predict: batched prediction vs one row at a time"

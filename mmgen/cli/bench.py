@@ -142,13 +142,14 @@ def predict(
     ] = 32,
     max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", min=1)] = 8,
     threads: Annotated[int, typer.Option("--threads", min=1, help="torch CPU threads.")] = 2,
+    rounds: Annotated[int, typer.Option("--rounds", min=1, help="Turns of both paths.")] = 3,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """mmgen predict vs model.generate one row at a time: rows/s, identical greedy answers."""
     from mmgen.bench.predict import run
 
     typer.echo(run(model, data, rows=rows, batch_size=batch_size, max_new_tokens=max_new_tokens,
-                   threads=threads, as_json=as_json))  # fmt: skip
+                   threads=threads, as_json=as_json, rounds=rounds))  # fmt: skip
 
 
 # --- serve (concurrent clients vs sequential requests) ---

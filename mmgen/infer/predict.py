@@ -12,9 +12,11 @@ finish, so a crash loses only the batch in flight; running again skips the rows 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -65,30 +67,41 @@ def predict(
     written = failed = prompt_tokens = completion_tokens = 0
     bar = _bar(len(todo), progress)
     out.parent.mkdir(parents=True, exist_ok=True)
-    with out.open("a", encoding="utf-8") as handle:
-        # a window of batches is read and sorted by prompt length: batches of similar lengths
-        # waste little on padding; lines are written in row order within the window
-        window = batch_size * 8
-        for first in range(0, len(todo), window):
-            lines: dict[int, dict[str, Any]] = {}
-            prompts = []
-            for position in todo[first : first + window]:
-                try:
-                    row = source[position]
-                    sample = processor.process(row.row, origin=row.origin,
-                                               base_dir=row.base_dir, generation=True)  # fmt: skip
-                    check_fits(model, sample, options)
-                except DataError as error:
-                    if on_error == "raise":
-                        raise
-                    lines[position] = {"row": position, "error": str(error),
-                                       "reason": reason_of(error)}  # fmt: skip
-                    failed += 1
-                    continue
-                reference = _reference(reference_answer, processor, row)
-                prompt = processor.render(row.row, origin=row.origin, generation=True)
-                prompts.append((position, sample, reference, prompt))
-            prompts.sort(key=lambda entry: entry[1].length)
+
+    def prepare(positions: list[int]) -> tuple[dict[int, dict[str, Any]], list[tuple]]:
+        """A window's error lines and its prompts, sorted by length."""
+        lines: dict[int, dict[str, Any]] = {}
+        prompts = []
+        for position in positions:
+            try:
+                row = source[position]
+                sample = processor.process(
+                    row.row, origin=row.origin, base_dir=row.base_dir, generation=True
+                )
+                check_fits(model, sample, options)
+            except DataError as error:
+                if on_error == "raise":
+                    raise
+                lines[position] = {"row": position, "error": str(error),
+                                   "reason": reason_of(error)}  # fmt: skip
+                continue
+            reference = _reference(reference_answer, processor, row)
+            prompt = processor.render(row.row, origin=row.origin, generation=True)
+            prompts.append((position, sample, reference, prompt))
+        prompts.sort(key=lambda entry: entry[1].length)
+        return lines, prompts
+
+    # windows of a few batches, each sorted by prompt length (batches of similar lengths waste
+    # little on padding); a thread prepares the next window while this one generates, both on
+    # one torch thread (preparing is many tiny ops; two such threads fill two cores)
+    window = batch_size * 2
+    windows = [todo[i : i + window] for i in range(0, len(todo), window)]
+    with out.open("a", encoding="utf-8") as handle, one_thread(), ThreadPoolExecutor(1) as ahead:
+        pending = ahead.submit(prepare, windows[0]) if windows else None
+        for k in range(len(windows)):
+            lines, prompts = pending.result()
+            pending = ahead.submit(prepare, windows[k + 1]) if k + 1 < len(windows) else None
+            failed += len(lines)
             for at in range(0, len(prompts), batch_size):
                 batch = prompts[at : at + batch_size]
                 completions = generate(model, processor, [e[1] for e in batch], options)
@@ -121,6 +134,19 @@ def predict(
     seconds = time.perf_counter() - start
     return PredictReport(written, len(done & set(range(total))), failed, total, prompt_tokens,
                          completion_tokens, seconds)  # fmt: skip
+
+
+@contextlib.contextmanager
+def one_thread():
+    """torch on one thread inside (feature extraction's tiny ops), as it was after."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _reference(reference_answer: Callable, processor: Any, row: Any) -> str | None:
