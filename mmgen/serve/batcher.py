@@ -7,11 +7,11 @@ thread.
     completion = job.result.result()
 
 Preparing a prompt (decoding media, feature extraction) is many tiny torch ops, which run far
-faster on one thread than split over several: the worker prepares a round's prompts on one
-thread, then generates on all of them. All torch work is in this thread, so changing the thread
-count touches nothing else. Requests whose generation options differ run in separate batches of
-the same round (one ``generate`` call decodes with one set of options). ``on_token(token_id)`` is
-called from the worker thread as tokens are made.
+faster on one torch thread than split over several: a preparing thread makes each request's
+prompt as it arrives while the worker generates the previous round, each on one torch thread
+(the server process's setting), so the two keep two cores busy. Requests whose generation
+options differ run in separate batches of the same round (one ``generate`` call decodes with one
+set of options). ``on_token(token_id)`` is called from the worker thread as tokens are made.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,6 +58,12 @@ class Batcher:
         self.model, self.processor = model, processor
         self.max_batch_size, self.wait = max_batch_size, wait_ms / 1000
         self.stats = BatchStats()
+        # prompts are prepared in their own thread while the worker generates: two threads of
+        # torch work, each on one torch thread (preparing is many tiny ops, fastest so)
+        import torch
+
+        torch.set_num_threads(1)
+        self._prepare_pool = ThreadPoolExecutor(1, thread_name_prefix="mmgen-prepare")
         self._queue: queue.Queue[Job | None] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="mmgen-batcher", daemon=True)
         self._thread.start()
@@ -71,12 +77,24 @@ class Batcher:
         """Queue a request: ``prepare()`` makes its prompt (a ``ProcessedSample``) in the
         worker; ``job.prepared`` and ``job.result`` resolve as it goes."""
         job = Job(prepare, options, on_token)
+        self._prepare_pool.submit(self._prepare_one, job)
         self._queue.put(job)
         return job
+
+    @staticmethod
+    def _prepare_one(job: Job) -> None:
+        try:
+            job.sample = job.prepare()
+        except Exception as error:  # the request's own problem: its 4xx, nothing more
+            job.prepared.set_exception(error)
+            job.result.set_exception(error)
+            return
+        job.prepared.set_result(job.sample)
 
     def close(self) -> None:
         self._queue.put(None)
         self._thread.join(timeout=60)
+        self._prepare_pool.shutdown(wait=False, cancel_futures=True)
 
     def _run(self) -> None:
         while True:
@@ -101,25 +119,16 @@ class Batcher:
             for options, group in groups.items():
                 self._generate(options, group)
 
-    def _prepare(self, jobs: list[Job]) -> list[Job]:
-        """Each job's prompt, on one torch thread; a job whose prompt fails is done."""
-        import torch
-
+    @staticmethod
+    def _prepare(jobs: list[Job]) -> list[Job]:
+        """The jobs whose prompts were made (waiting for those still being prepared)."""
         ready = []
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            for job in jobs:
-                try:
-                    job.sample = job.prepare()
-                except Exception as error:  # the request's own problem: its 4xx, nothing more
-                    job.prepared.set_exception(error)
-                    job.result.set_exception(error)
-                    continue
-                job.prepared.set_result(job.sample)
-                ready.append(job)
-        finally:
-            torch.set_num_threads(threads)
+        for job in jobs:
+            try:
+                job.prepared.result()
+            except Exception:  # its request already has its error
+                continue
+            ready.append(job)
         return ready
 
     def _generate(self, options: GenerationOptions, jobs: list[Job]) -> None:
