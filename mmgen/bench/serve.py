@@ -15,9 +15,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
-import socket
 import statistics
-import threading
 import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -120,25 +118,8 @@ def _post(url: str, body: bytes) -> dict[str, Any]:
 
 @contextlib.contextmanager
 def _server(loaded: Any, max_batch_size: int):
-    import uvicorn
+    from mmgen.serve.app import create_app, running
 
-    from mmgen.serve.app import create_app
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
     app = create_app(loaded, model_name="bench", max_batch_size=max_batch_size)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError(f"the benchmark's server did not start on port {port}")
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}", app
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        app.state.batcher.close()
+    with running(app) as url:
+        yield url, app

@@ -12,7 +12,6 @@ finish, so a crash loses only the batch in flight; running again skips the rows 
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 from collections.abc import Callable
@@ -53,6 +52,7 @@ def predict(
     """Predict every row of ``data`` (the first ``limit``) into ``out``; see the module doc."""
     import time
 
+    from mmgen.train.build import one_thread
     from mmgen.train.evaluate import reference_answer
 
     if batch_size < 1:
@@ -134,19 +134,6 @@ def predict(
     seconds = time.perf_counter() - start
     return PredictReport(written, len(done & set(range(total))), failed, total, prompt_tokens,
                          completion_tokens, seconds)  # fmt: skip
-
-
-@contextlib.contextmanager
-def one_thread():
-    """torch on one thread inside (feature extraction's tiny ops), as it was after."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _reference(reference_answer: Callable, processor: Any, row: Any) -> str | None:

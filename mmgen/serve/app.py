@@ -13,11 +13,12 @@ on; concurrent requests are generated together (``mmgen.serve.batcher``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -224,3 +225,31 @@ async def _stream(
         body = {**head, "object": "chat.completion.chunk", "choices": [], "usage": _usage(done)}
         yield f"data: {json.dumps(body)}\n\n"
     yield "data: [DONE]\n\n"
+
+
+@contextlib.contextmanager
+def running(app: FastAPI, *, startup_seconds: float = 60.0) -> Iterator[str]:
+    """``app`` served by uvicorn in a thread of this process on a free local port, for
+    benchmarks and tests: yields its base URL; stops the server and the batcher after."""
+    import socket
+    import threading
+
+    import uvicorn
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + startup_seconds
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError(f"the server did not start on port {port}")
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        app.state.batcher.close()

@@ -6,41 +6,24 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import socket
-import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx2 as httpx
 import openai
 import pytest
-import uvicorn
 
 import mmgen
 from mmgen.serve.app import create_app
+from mmgen.serve.app import running as serving
 
 
 @contextlib.contextmanager
 def running(run: Path, **options):
     """A live server for ``run`` on a free port: ``(base_url, app)``."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
     app = create_app(mmgen.load(run), model_name="m", **options)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline, "the server did not start"
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}", app
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        app.state.batcher.close()
+    with serving(app, startup_seconds=30) as url:
+        yield url, app
 
 
 def client(base: str) -> openai.OpenAI:
