@@ -180,13 +180,6 @@ def config_fields(spec: Spec) -> list[ConfigField]:
         ConfigField("loader", "str", spec.loader_name, "loader registry name"),
         ConfigField("placeholder", "str", spec.placeholder_token, "placeholder in the text"),
     ]
-    if spec.boundary is not None:
-        fields += [
-            ConfigField(
-                "boundary_start", "str | None", spec.boundary.start, "token before every item"
-            ),
-            ConfigField("boundary_end", "str | None", spec.boundary.end, "token after every item"),
-        ]
     return fields
 
 
