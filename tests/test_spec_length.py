@@ -88,7 +88,8 @@ def test_a_spec_with_length_and_boundary_generates_a_passing_package(tmp_path) -
         app, ["new-modality", "speech", "--spec", str(spec), "--out", str(out)]
     )
     assert result.exit_code == 0, result.output
-    check = f"import speech; c = speech.SpeechConfig(); print(c.boundary_start, c.boundary_end, c.max_windows)"
+    config = "speech.SpeechConfig()"
+    check = f"import speech; c = {config}; print(c.boundary_start, c.boundary_end, c.max_windows)"
     shown = subprocess.run([sys.executable, "-c", check], cwd=out, capture_output=True, text=True)
     assert shown.stdout.split() == ["<speech_start>", "<speech_end>", "4"], shown.stderr
     tests = sorted(out.rglob("test_*.py"))
