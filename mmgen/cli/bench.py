@@ -111,6 +111,41 @@ def step(
     typer.echo(run(sizes, threads=threads, as_json=as_json))
 
 
+# --- tokens (audio embeddings: whole window vs real length) ---
+@app.command("tokens")
+def tokens(
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    small: bool = typer.Option(
+        False, "--small", help="16 clips, 2048-token packs, a 64-wide LLM: a few seconds."
+    ),
+    clips: int | None = typer.Option(
+        None, "--clips", min=2, help="Clips in the mix (default 96; 16 with --small)."
+    ),
+    capacity: int | None = typer.Option(
+        None, "--capacity", min=1024, help="Tokens per packed step (default 4096)."
+    ),
+    rounds: int | None = typer.Option(
+        None, "--rounds", min=1, help="Timed passes over all packs per row (default 3)."
+    ),
+    hidden: int | None = typer.Option(
+        None, "--hidden", min=8, help="LLM hidden size (default 256; 64 with --small)."
+    ),
+    layers: int | None = typer.Option(None, "--layers", min=1, help="LLM layers (default 4)."),
+    threads: int = typer.Option(1, "--threads", min=1, help="torch CPU threads."),
+) -> None:
+    """Speech-like clips (1-30 s, lognormal around 5 s): LLM positions per clip and useful
+    tokens/s of a packed step, a whole Whisper window per clip vs the real clip length."""
+    from dataclasses import replace
+
+    from mmgen.bench.tokens import SMALL, Sizes, run
+
+    sizes = SMALL if small else Sizes()
+    given = {"clips": clips, "capacity": capacity, "rounds": rounds, "hidden": hidden,
+             "layers": layers}  # fmt: skip
+    sizes = replace(sizes, **{k: v for k, v in given.items() if v is not None})
+    typer.echo(run(sizes, threads=threads, as_json=as_json))
+
+
 # --- train (packed vs padded training steps) ---
 @app.command("train")
 def train(
