@@ -99,3 +99,21 @@ def test_a_spec_with_length_and_boundary_generates_a_passing_package(tmp_path) -
     )  # fmt: skip
     assert run.returncode == 0, run.stdout[-3000:]
     assert "test_num_embeddings_follow_the_input_length" in (tests[0].read_text())
+
+
+def test_validate_names_unknown_processor_and_encoder_fields(tmp_path) -> None:
+    text = AUDIO.replace("processor.hop_length", "processor.hop_lenght").replace(
+        "window: processor.n_samples", "window: processor.padding_side"
+    )
+    path = tmp_path / "audio.yaml"
+    path.write_text(text, encoding="utf-8")
+    result = CliRunner().invoke(app, ["validate", str(path)])
+    assert result.exit_code == 1
+    assert (
+        f"{path}:{line_of(text, 'window:')}: length.window: processor.padding_side is 'right'"
+        " on WhisperFeatureExtractor, not a number"
+    ) in result.output
+    assert f"{path}:{line_of(text, 'num_embeddings:')}: num_embeddings: processor.hop_lenght" in (
+        result.output
+    )
+    assert "did you mean 'hop_length'?" in result.output
