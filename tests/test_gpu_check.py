@@ -164,8 +164,8 @@ def test_render_tables():
         ),
         summary.StepRecord("demo-gpu", "figures", 180),
     ]
-    text = summary.render(records, notes=["python: `x`"])
-    assert text.startswith("# mmgen GPU check\n\n**not passed**\npython: `x`\n")
+    text = summary.render(records, notes=["- python: `x`"])
+    assert text.startswith("# mmgen GPU check\n\n**not passed**\n\n- python: `x`\n\n| step |")
     assert "| device | check | passed | 1.2 | 60 |" in text
     assert "| demo-gpu | figures | not run | - | 180 |" in text
     assert "## device\n\n| device | peak_GB_s |\n|---|---|\n| H200 | 4800 |" in text
@@ -211,3 +211,13 @@ def test_bench_merge_device_errors():
     if not __import__("torch").cuda.is_available():
         none = cli.invoke(app, ["bench", "merge", "--device", "cuda", "--small"])
         assert none.exit_code != 0 and "no CUDA GPU is visible" in none.output
+
+
+@pytest.mark.skipif(__import__("torch").version.cuda is not None, reason="torch is a CUDA build")
+def test_given_python_without_cuda_torch_stops_at_the_first_step(monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("OUT", str(tmp_path))
+    assert runner.main(["--python", sys.executable, "--skip", "build"]) == 1
+    text = (tmp_path / "summary.md").read_text()
+    assert "| torch | setup | FAILED |" in text and "| device | check | not run |" in text
+    assert f"gpu_check: {sys.executable} has no CUDA build of torch" in text
+    assert f"- python: `{sys.executable}`" in text

@@ -42,6 +42,8 @@ def steps(python: str, out: Path, *, install: bool = True) -> list[Step]:
     check = f"{py} -m mmgen.gpucheck.checks"
     cuda_torch = "'import sys, torch; sys.exit(torch.version.cuda is None)'"
     has_cuda_torch = f"{py} -c {cuda_torch}"
+    no_cuda_torch = shlex.quote(f"gpu_check: {python} has no CUDA build of torch")
+    need_cuda_torch = f"{{ {has_cuda_torch} || {{ echo {no_cuda_torch}; exit 1; }}; }}"
     setup = (
         "the CUDA build of torch present (the system python's, seen through the venv), else one "
         "from pip's configured index; then the pinned requirements without their CPU torch pin"
@@ -52,7 +54,7 @@ def steps(python: str, out: Path, *, install: bool = True) -> list[Step]:
         f"{{ [ -x {py} ] || {{ python3 -c {cuda_torch} 2>/dev/null "
         f"&& python3 -m venv --system-site-packages {venv} || python3 -m venv {venv}; }}; }} && "
         f"{{ {has_cuda_torch} 2>/dev/null || {pip} {TORCH_REQUIREMENT}; }} && "
-        f"{has_cuda_torch} && mkdir -p {shlex.quote(str(out))} && "
+        f"{need_cuda_torch} && mkdir -p {shlex.quote(str(out))} && "
         f"grep -v '^torch==' requirements.txt > {requirements} && "
         f"{pip} setuptools wheel -r {requirements}"
     )
@@ -61,7 +63,7 @@ def steps(python: str, out: Path, *, install: bool = True) -> list[Step]:
         plan.append(Step("torch", "setup", 240, setup, install_cmd))
     else:
         plan.append(Step("torch", "setup", 30, "the given interpreter has a CUDA build of torch",
-                         has_cuda_torch))  # fmt: skip
+                         need_cuda_torch))  # fmt: skip
     plan += [
         Step(
             "build",

@@ -136,6 +136,20 @@ def _end(process: subprocess.Popen) -> None:
             continue
 
 
+def _commit() -> str:
+    """The checkout's commit (with "+changes" when the tree differs from it), or "unknown"."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
+                              capture_output=True, text=True, timeout=10)  # fmt: skip
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                               capture_output=True, text=True, timeout=10)  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    if head.returncode != 0:
+        return "unknown"
+    return head.stdout.strip() + ("+changes" if dirty.stdout.strip() else "")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = parser().parse_args(argv)
@@ -154,7 +168,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"summary: {out / summary.SUMMARY_FILE}")
         return 0
     records = [summary.StepRecord(s.name, s.kind, s.limit_s) for s in steps]
-    notes = [f"python: `{python}`", f"deadline: {args.deadline} s"]
+    notes = [
+        f"- started: {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}",
+        f"- commit: `{_commit()}`",
+        f"- python: `{python}`",
+        f"- deadline: {args.deadline} s",
+    ]
     start = time.monotonic()
     stopped = False
     out.mkdir(parents=True, exist_ok=True)

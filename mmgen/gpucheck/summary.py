@@ -73,7 +73,8 @@ def render(records: list[StepRecord], *, title: str = "mmgen GPU check", notes=(
     """The markdown text: the steps table, each step's results as a table, the failed steps'
     output tails."""
     passed = all(r.status == "passed" for r in records)
-    lines = [f"# {title}", "", f"**{'passed' if passed else 'not passed'}**", *notes, ""]
+    lines = [f"# {title}", "", f"**{'passed' if passed else 'not passed'}**", ""]
+    lines += [*notes, ""] if notes else []
     lines += _table(
         ["step", "kind", "status", "seconds", "limit s"],
         [
