@@ -221,3 +221,12 @@ def test_given_python_without_cuda_torch_stops_at_the_first_step(monkeypatch, tm
     assert "| torch | setup | FAILED |" in text and "| device | check | not run |" in text
     assert f"gpu_check: {sys.executable} has no CUDA build of torch" in text
     assert f"- python: `{sys.executable}`" in text
+
+
+def test_readme_gpu_table_matches_the_plan():
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("\n## GPU\n") : readme.index("\n## Architecture\n")]
+    rows = [line.split("|")[1:4] for line in section.splitlines() if line.startswith("| ")][2:]
+    table = [(name.strip(), kind.strip(), limit.strip()) for name, kind, limit in rows]
+    steps = plan.steps("/venv/bin/python", Path("/out"))
+    assert table == [(s.name, s.kind, f"{s.limit_s} s") for s in steps]
