@@ -28,9 +28,15 @@ def merge(
     dtype: Annotated[
         list[str] | None, typer.Option(help="fp32 or bf16; repeat for both (default both).")
     ] = None,
+    device: Annotated[
+        str, typer.Option(help="cpu, or cuda: the current GPU, with GB/s against its peak.")
+    ] = "cpu",
 ) -> None:
     """packed_merge vs the HF-style, index and copy paths, fresh and preallocated; fwd, fwd+bwd."""
     from mmgen.bench.merge import DTYPES, run
+
+    if device not in ("cpu", "cuda"):
+        raise typer.BadParameter(f"--device must be cpu or cuda, got {device!r}")
 
     dtypes = dtype or list(DTYPES)
     unknown = sorted(set(dtypes) - set(DTYPES))
@@ -40,7 +46,14 @@ def merge(
     t, h, v = (
         given or fallback for given, fallback in zip((tokens, hidden, vocab), default, strict=True)
     )
-    typer.echo(run(tokens=t, hidden=h, vocab=v, threads=threads, dtypes=dtypes, as_json=as_json))
+    try:
+        table = run(
+            tokens=t, hidden=h, vocab=v, threads=threads, dtypes=dtypes, as_json=as_json,
+            device=device,
+        )  # fmt: skip
+    except RuntimeError as exc:  # no GPU visible
+        raise typer.BadParameter(str(exc)) from None
+    typer.echo(table)
 
 
 # --- pack (token-budget packing) ---
