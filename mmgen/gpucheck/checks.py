@@ -1,7 +1,7 @@
 """The GPU check's steps that are no pytest file; each prints ``RESULT {json}`` lines.
 
     python -m mmgen.gpucheck.checks device      # the GPU, its peak bandwidth, the CUDA build
-    python -m mmgen.gpucheck.checks sync        # merge and varlen ops make no host sync
+    python -m mmgen.gpucheck.checks sync        # the step's merge and varlen calls: no host sync
     python -m mmgen.gpucheck.checks ddp         # a packed step through DDP over nccl
     python -m mmgen.gpucheck.checks demo --device cuda --out build/gpu-check/demo
 
@@ -85,37 +85,71 @@ def sync_free(fn: Callable[[], object]) -> str | None:
 
 
 def sync_cases() -> dict[str, Callable[[], object]]:
-    """Calls as a CUDA graph would capture them: every input already on the GPU."""
+    """The training step's calls as a CUDA graph would capture them: every input already on the
+    GPU, every size a host int, ``validate=False`` where the collator built the metadata."""
     torch = _need_gpu()
     from mmgen import ops
     from mmgen.gpucheck.reference import merge_case
+    from mmgen.model.attention import packed_attention_kwargs
 
     case = merge_case("frequent", dtype=torch.bfloat16).to("cuda")
     weight = case.weight.clone().requires_grad_()
     features = [f.clone().requires_grad_() for f in case.features]
     grad_out = torch.randn(*case.input_ids.shape, weight.shape[1], device="cuda").bfloat16()
+    # a pack as the collator gives it: T = 17, max_seqlen = 9 host ints, the tensors on the GPU
+    total, max_seqlen = 17, 9
     lengths = torch.tensor([5, 0, 9, 3], device="cuda")
     cu_seqlens = torch.tensor([0, 5, 5, 14, 17], dtype=torch.int32, device="cuda")
-    x = torch.randn(17, 8, device="cuda")
-    padded = torch.randn(4, 9, 8, device="cuda")
+    x = torch.randn(total, 8, device="cuda", requires_grad=True)
+    padded = torch.randn(4, max_seqlen, 8, device="cuda", requires_grad=True)
 
     def merge_forward_backward():
         out = ops.packed_merge(case.input_ids, weight, features, case.placeholder_ids,
                                validate=False)  # fmt: skip
         torch.autograd.grad(out, [weight, *features], grad_out)
 
+    def pad_forward_backward():
+        out = ops.pad_varlen(x, cu_seqlens, max_seqlen, validate=False)
+        torch.autograd.grad(out, x, torch.ones_like(out))
+
+    def unpad_forward_backward():
+        out = ops.unpad_varlen(padded, lengths, total=total, validate=False)
+        torch.autograd.grad(out, padded, torch.ones_like(out))
+
+    def attention_kwargs(impl):
+        return lambda: packed_attention_kwargs(
+            cu_seqlens, max_seqlen, impl, dtype=torch.bfloat16, total=total, validate=False
+        )
+
     return {
         "packed_merge fwd+bwd (validate=False)": merge_forward_backward,
-        "varlen_metadata": lambda: torch.ops.mmgen.varlen_metadata(lengths),
-        "pad_varlen": lambda: torch.ops.mmgen.pad_varlen(x, cu_seqlens, 9, 0.0),
-        "unpad_varlen": lambda: torch.ops.mmgen.unpad_varlen(padded, lengths),
-        "block_diagonal_causal_mask": lambda: ops.block_diagonal_causal_mask(cu_seqlens),
+        "varlen_metadata (total, max_seqlen, validate=False)": lambda: ops.varlen_metadata(
+            lengths, total=total, max_seqlen=max_seqlen, validate=False
+        ),
+        "pad_varlen fwd+bwd (validate=False)": pad_forward_backward,
+        "unpad_varlen fwd+bwd (total, validate=False)": unpad_forward_backward,
+        "block_diagonal_causal_mask (total, validate=False)": lambda: (
+            ops.block_diagonal_causal_mask(cu_seqlens, total=total, validate=False)
+        ),
+        "packed_attention_kwargs sdpa (the model's packed step)": attention_kwargs("sdpa"),
+        "packed_attention_kwargs flash_attention_2": attention_kwargs("flash_attention_2"),
     }
+
+
+def sync_control() -> Callable[[], object]:
+    """A call that must synchronize (the checked mask reads ``cu_seqlens`` on the host): if the
+    detector sees no sync in it, it would see none anywhere."""
+    torch = _need_gpu()
+    from mmgen import ops
+
+    cu_seqlens = torch.tensor([0, 5, 5, 14, 17], dtype=torch.int32, device="cuda")
+    return lambda: ops.block_diagonal_causal_mask(cu_seqlens)
 
 
 def sync() -> None:
     cases = sync_cases()
-    for fn in cases.values():
+    control = sync_control()
+    for fn in (*cases.values(), control):
         fn()  # warm-up: first calls load kernels and may allocate, which is no sync of ours
     failed = []
     for name, fn in cases.items():
@@ -123,8 +157,19 @@ def sync() -> None:
         report(op=name, sync_free=error is None, error=error or "")
         if error:
             failed.append(name)
+    control_error = sync_free(control)
+    report(
+        op="control: block_diagonal_causal_mask (validate=True)",
+        sync_free=control_error is None,
+        expected_sync=True,
+        error=control_error or "",
+    )
     if failed:
         raise CheckFailed(f"host synchronization in: {', '.join(failed)}")
+    if control_error is None:
+        raise CheckFailed(
+            "the sync detector saw no sync in a call that reads cu_seqlens on the host"
+        )
 
 
 # --- DDP over nccl ------------------------------------------------------------------------------

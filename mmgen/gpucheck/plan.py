@@ -98,7 +98,9 @@ def steps(python: str, out: Path, *, install: bool = True) -> list[Step]:
             "no-sync",
             "check",
             60,
-            "merge fwd+bwd and the varlen ops under torch.cuda.set_sync_debug_mode('error')",
+            "the training step's merge and varlen calls (merge fwd+bwd, pad/unpad fwd+bwd, "
+            "varlen_metadata, the sdpa mask; validate=False, host sizes) under "
+            "torch.cuda.set_sync_debug_mode('error')",
             f"{check} sync",
         ),
         Step(
