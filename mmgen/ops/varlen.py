@@ -183,7 +183,12 @@ def _as_int(values: torch.Tensor | Sequence[int], dtype: torch.dtype, name: str)
 
 
 # --- fake kernels: shapes for meta tensors and torch.compile. Sizes that depend on the data
-# (T, the longest length) become unbacked symbolic ints from the dynamic-size API.
+# (T, the longest length) become unbacked symbolic ints from the dynamic-size API, unless given
+# as host ints; then the shapes are static and plain meta tensors work too.
+
+
+def _dynamic_size():
+    return torch.library.get_ctx().new_dynamic_size()
 
 
 @torch.library.register_fake("mmgen::plan_packs")
@@ -193,9 +198,8 @@ def _plan_packs_fake(lengths, capacity, strategy="bfd", items=None, max_items=No
 
 @torch.library.register_fake("mmgen::varlen_metadata")
 def _varlen_metadata_fake(lengths, *, total=None, max_seqlen=None, validate=True):
-    ctx = torch.library.get_ctx()
-    total = ctx.new_dynamic_size() if total is None else total
-    longest = ctx.new_dynamic_size() if max_seqlen is None else max_seqlen
+    total = _dynamic_size() if total is None else total
+    longest = _dynamic_size() if max_seqlen is None else max_seqlen
     return (
         lengths.new_empty(lengths.shape[0] + 1, dtype=torch.int32),
         lengths.new_empty(total, dtype=torch.int64),
@@ -211,13 +215,13 @@ def _pad_varlen_fake(x, cu_seqlens, max_seqlen, value=0, *, validate=True):
 
 @torch.library.register_fake("mmgen::unpad_varlen")
 def _unpad_varlen_fake(x, lengths, *, total=None, validate=True):
-    total = torch.library.get_ctx().new_dynamic_size() if total is None else total
+    total = _dynamic_size() if total is None else total
     return x.new_empty((total, *x.shape[2:]))
 
 
 @torch.library.register_fake("mmgen::block_diagonal_causal_mask")
 def _mask_fake(cu_seqlens, dtype=None, *, total=None, validate=True):
-    total = torch.library.get_ctx().new_dynamic_size() if total is None else total
+    total = _dynamic_size() if total is None else total
     return cu_seqlens.new_empty((1, 1, total, total), dtype=dtype or torch.float32)
 
 
