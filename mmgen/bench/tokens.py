@@ -284,7 +284,7 @@ def _report(sizes: Sizes, rows: list[Row], threads: int, as_json: bool) -> str:
             f"Llama hidden {sizes.hidden}, {sizes.layers} layers; built-in audio modality over a "
             f"random-init Whisper encoder (width {sizes.encoder_width}, encoder layers: "
             f"{sizes.encoder_layers}, frozen) with whisper-base's geometry: 30 s windows, 1500 "
-            "positions, 2x concat -> 750 embeddings per window; fp32, {threads} thread"
+            f"positions, 2x concat -> 750 embeddings per window; fp32, {threads} thread"
             f"{'s' if threads > 1 else ''}"
         ),
         "packed": f"capacity {sizes.capacity} tokens per step",
