@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from mmgen.bench.table import emit
+from mmgen.bench.words import vocab_size, word_tokenizer
 
 COLUMNS = (
     "layout",
@@ -48,8 +49,6 @@ COLUMNS = (
 )
 PADDED, GROUPED = "padded", "padded, length-grouped"
 IMAGE_SIZE, PATCH = 32, 8  # the tiny CLIP tower: 16 patches -> 16 embeddings per image
-# the plain chat format's role markers are words too, so every word is exactly one token
-SPECIALS = ["<pad>", "<s>", "</s>", "<unk>", "<image>", "User:", "Assistant:"]
 
 
 @dataclass(frozen=True)
@@ -81,28 +80,10 @@ SMALL = Sizes(
 # -- inputs --------------------------------------------------------------------------------------
 
 
-def _tokenizer(vocab: int):
-    """A word-level tokenizer: ``w0``... ``w{n}`` are one token each (lengths are exact)."""
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
-    words = [f"w{i}" for i in range(vocab - len(SPECIALS))]
-    backend = Tokenizer(models.WordLevel({t: i for i, t in enumerate(SPECIALS + words)}, "<unk>"))
-    backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    return PreTrainedTokenizerFast(
-        tokenizer_object=backend,
-        pad_token="<pad>",
-        bos_token="<s>",
-        eos_token="</s>",
-        unk_token="<unk>",
-        additional_special_tokens=["<image>"],
-    )
-
-
 def make_rows(sizes: Sizes) -> list[dict[str, Any]]:
     """Conversations: a user turn (images first, then ~1/3 of the words), an assistant answer."""
     rng = np.random.default_rng(sizes.seed)
-    words = sizes.vocab - len(SPECIALS)
+    words = sizes.vocab - vocab_size(0)
     rows = []
     for index in range(sizes.samples):
         count = int(np.clip(rng.lognormal(np.log(sizes.median_words), sizes.sigma), 4, None))
@@ -247,7 +228,9 @@ def _build(sizes: Sizes):
 
     with tempfile.TemporaryDirectory(prefix="mmgen-bench-") as folder:
         model = make_model(sizes, Path(folder)).train()
-        processor = model.build_processor(_tokenizer(sizes.vocab))  # reads the folder
+        processor = model.build_processor(
+            word_tokenizer(sizes.vocab - vocab_size(0), "<image>")
+        )  # reads the folder
     dataset = MultimodalDataset(make_rows(sizes), processor, cache=True)
     if not sizes.batch_size:  # about the packed step's budget of useful tokens
         mean_length = float(dataset.lengths.float().mean())

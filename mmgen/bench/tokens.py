@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from mmgen.bench.table import emit
+from mmgen.bench.words import vocab_size, word_tokenizer
 
 COLUMNS = (
     "audio embeddings",
@@ -45,7 +46,7 @@ COLUMNS = (
 FIXED, REAL = "fixed 30 s window", "real length"
 RATE = 16000
 EMBEDDINGS_PER_SECOND = 25  # whisper-base: 50 positions per second, 2x downsampling
-SPECIALS = ["<pad>", "<s>", "</s>", "<unk>", "<audio>", "User:", "Assistant:"]
+WORDS = 1000  # the transcripts' vocabulary
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,7 @@ def make_rows(sizes: Sizes) -> list[dict[str, Any]]:
     for index, seconds in enumerate(clip_seconds(sizes)):
         wave = (0.1 * rng.standard_normal(round(seconds * RATE))).astype(np.float32)
         words = max(1, round(seconds * sizes.words_per_second))
-        answer = " ".join(f"w{k}" for k in rng.integers(0, 1000, words))
+        answer = " ".join(f"w{k}" for k in rng.integers(0, WORDS, words))
         rows.append(
             {
                 "id": f"c{index}",
@@ -93,23 +94,6 @@ def make_rows(sizes: Sizes) -> list[dict[str, Any]]:
             }
         )
     return rows
-
-
-def _tokenizer():
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
-    vocab = SPECIALS + [f"w{i}" for i in range(1000)]
-    backend = Tokenizer(models.WordLevel({t: i for i, t in enumerate(vocab)}, "<unk>"))
-    backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    return PreTrainedTokenizerFast(
-        tokenizer_object=backend,
-        pad_token="<pad>",
-        bos_token="<s>",
-        eos_token="</s>",
-        unk_token="<unk>",
-        additional_special_tokens=["<audio>"],
-    )
 
 
 def _fixed_window(processor_class: type) -> type:
@@ -164,7 +148,7 @@ def make_model(sizes: Sizes, folder: Path):
     )
     WhisperFeatureExtractor().save_pretrained(folder)  # whisper-base's: 30 s, 80 mel, hop 160
     llm = LlamaConfig(
-        vocab_size=len(SPECIALS) + 1000,
+        vocab_size=vocab_size(WORDS),
         hidden_size=sizes.hidden,
         intermediate_size=4 * sizes.hidden,
         num_hidden_layers=sizes.layers,
@@ -205,7 +189,7 @@ def _build(sizes: Sizes) -> tuple[Any, list[Row]]:
     rows_data = make_rows(sizes)
     seconds = clip_seconds(sizes)
     real_audio = int(sum(np.ceil(s * EMBEDDINGS_PER_SECOND) for s in seconds))
-    tokenizer = _tokenizer()
+    tokenizer = word_tokenizer(WORDS, "<audio>")
     with tempfile.TemporaryDirectory(prefix="mmgen-bench-") as folder:
         model, audio = make_model(sizes, Path(folder))
         rows = []
