@@ -14,6 +14,8 @@ rejects one key of its model raises ``field_error(key, message)`` to be reported
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -28,6 +30,11 @@ Location = tuple[str | int, ...]
 Origins = dict[Location, int | str]
 
 _FIELD_MARK = "\x00"
+# what any YAML file mmgen reads may hold: deeper nesting would exhaust the composer's recursion,
+# a longer integer Python's digit limit (and nothing mmgen reads counts that high)
+MAX_DEPTH = 64
+MAX_SCALAR = 64 * 1024  # characters in one value
+MAX_INT_DIGITS = 32
 
 
 def load_yaml_model(
@@ -66,18 +73,32 @@ def load_yaml_model(
 
 
 def read_text(path: Path, *, error: type[MmgenError], max_bytes: int) -> str:
-    """The file as UTF-8 text, refused past ``max_bytes`` (read no further: ``/dev/zero``)."""
+    """The file as UTF-8 text, refused past ``max_bytes`` read (never trusting ``stat``'s size)
+    and refused unless it is a regular file (a FIFO or ``/dev/zero`` would block or never end).
+    """
     try:
-        with path.open("rb") as handle:
-            raw = handle.read(max_bytes + 1)
+        # O_NONBLOCK: opening a FIFO with no writer would otherwise wait forever
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except OSError as exc:
         raise error(f"{path}: cannot read: {exc.strerror or exc}") from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        if stat.S_ISDIR(mode):
+            raise error(f"{path}: is a folder, not a file")
+        raise error(f"{path}: not a regular file (a device, FIFO or socket)")
+    with os.fdopen(fd, "rb") as handle:
+        try:
+            raw = handle.read(max_bytes + 1)
+        except OSError as exc:
+            raise error(f"{path}: cannot read: {exc.strerror or exc}") from None
     if len(raw) > max_bytes:
         raise error(f"{path}: larger than {max_bytes // 1024} KiB; not a file mmgen reads")
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise error(f"{path}: not UTF-8 text (byte {exc.start})") from None
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise error(f"{path}:{line}: not UTF-8 text (byte 0x{raw[exc.start]:02x})") from None
 
 
 def parse(
@@ -85,8 +106,7 @@ def parse(
 ) -> tuple[dict[str, Any], Origins]:
     """The mapping in ``text`` and the line of each key path."""
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.load(text, Loader=yaml.SafeLoader)  # SafeLoader: no tags are constructed
+        root, data = load_bounded(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
@@ -98,6 +118,52 @@ def parse(
     lines: Origins = {}
     _index(root, (), lines, source, error, set() if not aliases else None)
     return data, lines
+
+
+class BoundedLoader(yaml.SafeLoader):
+    """``SafeLoader`` (no tags run) that refuses nesting deeper than ``MAX_DEPTH``, a value
+    longer than ``MAX_SCALAR`` characters and an integer of more than ``MAX_INT_DIGITS``
+    characters, each as a ``yaml.YAMLError`` at its line."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        event = self.peek_event()
+        if isinstance(event, yaml.ScalarEvent) and len(event.value) > MAX_SCALAR:
+            problem = f"a value of {len(event.value)} characters (at most {MAX_SCALAR})"
+            raise yaml.composer.ComposerError(None, None, problem, event.start_mark)
+        if not isinstance(event, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):
+            return super().compose_node(parent, index)
+        if self.depth >= MAX_DEPTH:
+            problem = f"nested more than {MAX_DEPTH} levels deep"
+            raise yaml.composer.ComposerError(None, None, problem, event.start_mark)
+        self.depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+
+    def construct_yaml_int(self, node: Any) -> int:
+        if len(node.value) > MAX_INT_DIGITS:
+            problem = f"an integer of {len(node.value)} digits (at most {MAX_INT_DIGITS})"
+            raise yaml.constructor.ConstructorError(None, None, problem, node.start_mark)
+        return super().construct_yaml_int(node)
+
+
+BoundedLoader.add_constructor("tag:yaml.org,2002:int", BoundedLoader.construct_yaml_int)
+
+
+def load_bounded(text: str) -> tuple[Any, Any]:
+    """The composed root node of ``text`` (None when empty) and the data built from it, both
+    from one parse by ``BoundedLoader``."""
+    loader = BoundedLoader(text)
+    try:
+        root = loader.get_single_node()
+        return root, (loader.construct_document(root) if root is not None else None)
+    finally:
+        loader.dispose()
 
 
 def validate(
@@ -131,9 +197,10 @@ def apply_override(data: dict[str, Any], override: str, *, error: type[MmgenErro
     if not sep or not all(parts):
         raise error(f"--set {override!r}: expected dotted.key=value")
     try:
-        value = yaml.safe_load(text)
-    except yaml.YAMLError:
-        raise error(f"--set {override!r}: the value is not valid YAML") from None
+        value = load_bounded(text)[1]
+    except yaml.YAMLError as exc:
+        problem = getattr(exc, "problem", None) or "not valid YAML"
+        raise error(f"--set {override!r}: the value is not valid YAML: {problem}") from None
     node: Any = data
     loc: list[str | int] = []
     for depth, part in enumerate(parts[:-1]):
@@ -204,10 +271,25 @@ def _index(node: Any, loc: Location, lines: Origins, source: str, error, seen: s
                 raise error(f"{source}:{line}: {dotted((*loc, name))}: duplicate key")
             keys.add(name)
             lines[(*loc, name)] = key.start_mark.line + 1
+            typed = _typed_key(key)
+            if typed is not None:  # `1:` is the int 1 in the data (and in pydantic's errors)
+                lines.setdefault((*loc, typed), key.start_mark.line + 1)
             _index(value, (*loc, name), lines, source, error, seen)
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
             _index(item, (*loc, i), lines, source, error, seen)
+
+
+def _typed_key(key: Any) -> Any:
+    """A scalar key that loads as something other than a string (``1``, ``true``), as loaded."""
+    if not isinstance(key, yaml.ScalarNode) or key.tag == "tag:yaml.org,2002:str":
+        return None
+    try:
+        typed = yaml.constructor.SafeConstructor().construct_object(key)
+        hash(typed)
+    except (yaml.YAMLError, TypeError, ValueError):
+        return None
+    return None if isinstance(typed, str) else typed
 
 
 def _message(error: dict[str, Any], model: type[BaseModel], source: str, lines) -> tuple:
@@ -233,7 +315,9 @@ def _sort_key(lines: Origins, loc: Location) -> tuple:
 
 def _is_tag(part: str) -> bool:
     return part[:1].islower() and (
-        "[" in part or part in {"int", "str", "float", "bool", "none", "list", "dict"}
+        "[" in part
+        or part in {"int", "str", "float", "bool", "none", "list", "dict"}
+        or part.startswith(("constrained-", "function-"))
     )
 
 

@@ -117,6 +117,13 @@ def _as_int(values: torch.Tensor | Sequence[int], dtype: torch.dtype, name: str)
         return values.to(dtype)
     if values.dtype.is_floating_point or values.dtype.is_complex or values.dtype == torch.bool:
         raise TypeError(f"{name} must hold integers, got {values.dtype}")
+    if values.dtype != dtype and values.dtype.itemsize > dtype.itemsize:
+        # narrowing wraps silently (2**32 + 2 would act as 2): check the range first
+        info = torch.iinfo(dtype)
+        low, high = int(values.min()), int(values.max())
+        if low < info.min or high > info.max:
+            bad = high if high > info.max else low
+            raise ValueError(f"{name}: {bad} does not fit {dtype} ({info.min}..{info.max})")
     return values.to(dtype)
 
 

@@ -251,7 +251,10 @@ class Spec(Strict):
     loader: LoaderSpec = Field(default_factory=LoaderSpec)
     processor: ProcessorSpec
     encoder: EncoderSpec
-    num_embeddings: Annotated[int, Field(gt=0)] | Annotated[str, S(min_length=1, max_length=200)]
+    # strict: `true` is no count; at most what a sequence could hold
+    num_embeddings: Annotated[int, Field(strict=True, gt=0, le=2**31 - 1)] | Annotated[
+        str, S(min_length=1, max_length=200)
+    ]
     projector: ProjectorSpec = Field(default_factory=ProjectorSpec)
     config: ConfigDefaults = Field(default_factory=ConfigDefaults)
     trainable: TrainableSpec = Field(default_factory=TrainableSpec)

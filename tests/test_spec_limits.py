@@ -1,0 +1,154 @@
+"""Specs that once crashed, hung or passed `mmgen validate` and failed later (issue 16): each is
+now one `file:line` error from `mmgen validate` and `mmgen new-modality` alike, which agree."""
+
+import os
+import threading
+
+import pytest
+from typer.testing import CliRunner
+
+from mmgen.cli import app
+from mmgen.spec.catalog import builtin_specs
+from mmgen.spec.formula import FormulaError, parse
+from mmgen.spec.formula_value import value
+
+runner = CliRunner()
+AUDIO = builtin_specs()["audio"].read_text()
+FORMULA = "num_embeddings: ceil(encoder.max_source_positions / config.downsample_factor)"
+
+
+def both(tmp_path, text: str) -> tuple[str, str]:
+    """The output of `mmgen validate` and of `mmgen new-modality` on the spec ``text``; both
+    must fail with error lines only and write nothing."""
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(text)
+    checked = runner.invoke(app, ["validate", str(spec)])
+    out = tmp_path / "out"
+    made = runner.invoke(app, ["new-modality", "audio_x", "--spec", str(spec), "--out", str(out)])
+    for result in (checked, made):
+        assert result.exit_code == 1, result.output
+        assert not isinstance(result.exception, Exception) or isinstance(
+            result.exception, SystemExit
+        ), result.exception
+        assert all(line.startswith("error: ") for line in result.output.strip().splitlines())
+    assert not out.exists()
+    return checked.output, made.output
+
+
+def with_count(count: str) -> str:
+    assert FORMULA in AUDIO
+    return AUDIO.replace(FORMULA, f"num_embeddings: {count}")
+
+
+@pytest.mark.parametrize("opening", ["[", "{a: "])
+def test_deep_nesting_is_an_error_not_a_recursion_error(tmp_path, opening):
+    closing = "]" if opening == "[" else "}"
+    checked, made = both(tmp_path, "name: " + opening * 50_000 + closing * 50_000 + "\n")
+    assert "spec.yaml:1: yaml: nested more than 64 levels deep" in checked
+    assert "nested more than 64 levels deep" in made
+
+
+def test_deep_block_mappings_too(tmp_path):
+    text = "".join("  " * depth + f"k{depth}:\n" for depth in range(200))
+    checked, _ = both(tmp_path, text)
+    assert "yaml: nested more than 64 levels deep" in checked
+
+
+def test_a_5000_digit_integer_is_an_error(tmp_path):
+    checked, made = both(tmp_path, with_count("9" * 5000))
+    assert "spec.yaml:26: yaml: an integer of 5000 digits (at most 32)" in checked
+    assert "an integer of 5000 digits" in made
+
+
+def test_a_huge_value_is_an_error(tmp_path):
+    checked, _ = both(tmp_path, AUDIO.replace("description: ", "description: " + "x" * 70_000))
+    assert "yaml: a value of 70" in checked
+
+
+@pytest.mark.parametrize(
+    ("count", "message"),
+    [
+        ('"-5"', "for the test config it gives -5, not a positive whole number"),
+        ('"0"', "gives 0, not a positive whole number"),
+        ('"1e400"', "gives inf, not a finite number"),
+        ('"1e400 - 1e400"', "gives nan, not a finite number"),
+        ('"2.5"', "gives 2.5, not a positive whole number"),
+        ('"1 / 0"', "for the test config it divides by zero"),
+        ('"2 ** 40"', "more than 2147483647 embeddings"),
+        ('"encoder.max_source_positions - 50"', "gives 0, not a positive whole number"),
+        ('"min(3)"', "its arithmetic fails"),
+    ],
+)
+def test_formulas_that_count_wrong_for_the_test_config(tmp_path, count, message):
+    checked, made = both(tmp_path, with_count(count))
+    assert "spec.yaml:26: num_embeddings: " in checked and message in checked
+    assert message in made
+
+
+@pytest.mark.parametrize("count", ["true", "false", "2147483648", "0", "-3"])
+def test_fixed_counts_are_positive_whole_numbers_not_booleans(tmp_path, count):
+    checked, _ = both(tmp_path, with_count(count))
+    assert "spec.yaml:26: num_embeddings: " in checked
+
+
+def test_nested_powers_are_refused_by_their_size():
+    for source in ("(((9**64)**64)**64)**64", "(9 ** 64) ** 64", "(shape[0] ** 16) ** 17"):
+        with pytest.raises(FormulaError, match="nested powers too large"):
+            parse(source)
+    parse("(shape[0] ** 16) ** 16")  # degree 256: still a quick number
+    # a configured exponent is trusted by the language, but not computed past the bound
+    with pytest.raises(FormulaError, match="too large"):
+        value("2 ** encoder.layers", encoder={"layers": 10**9}, config={})
+    assert value("2 ** encoder.layers", encoder={"layers": 10}, config={}) == 1024
+    assert value("ceil(shape[0] / 2)", encoder={}, config={}) is None  # per item: unknown
+    assert value("ceil(shape[0] / 2)", encoder={}, config={}, shape=(5,)) == 3
+
+
+def test_non_finite_test_values_fail_validate_as_they_fail_new_modality(tmp_path):
+    checked, made = both(tmp_path, AUDIO.replace("    d_model: 16", "    d_model: .inf"))
+    assert "spec.yaml:34: test.encoder.d_model: inf is not a finite number" in checked
+    assert "inf is not a finite number" in made
+
+
+@pytest.mark.parametrize(
+    ("cls", "message"),
+    [
+        ("os.system", "os.system is in Python's standard library"),
+        ("subprocess.Popen", "subprocess.Popen is in Python's standard library"),
+        ("mypkg.models.build_encoder", "'build_encoder' is not a class name"),
+        ("transformers.WhisperConfig", "transformers.WhisperConfig is not a model class"),
+        ("transformers.pipeline", "transformers.pipeline is not a model class"),
+    ],
+)
+def test_the_encoder_class_must_be_a_model_class(tmp_path, cls, message):
+    text = AUDIO.replace("  class: transformers.WhisperModel", f"  class: {cls}")
+    checked, made = both(tmp_path, text)
+    assert "spec.yaml:19: encoder.class: " in checked and message in checked
+    assert message in made
+
+
+def test_a_non_string_key_is_reported_at_its_own_line(tmp_path):
+    checked, _ = both(tmp_path, AUDIO + "\n\n1: x\n")
+    line = (AUDIO + "\n\n1: x\n").splitlines().index("1: x") + 1
+    assert f"spec.yaml:{line}: " in checked
+
+
+def test_devices_and_fifos_are_refused_without_reading(tmp_path):
+    for target in ("/dev/zero", "/dev/urandom"):
+        result = runner.invoke(app, ["validate", target])
+        assert result.exit_code == 1
+        assert "not a regular file" in result.output
+    fifo = tmp_path / "spec.yaml"
+    os.mkfifo(fifo)
+    done: list = []
+    thread = threading.Thread(target=lambda: done.append(runner.invoke(app, ["validate", str(fifo)])))
+    thread.start()
+    thread.join(timeout=20)
+    if thread.is_alive():  # unblock the reader so the test run can end, then fail
+        with open(fifo, "w"):
+            pass
+        thread.join()
+        pytest.fail("mmgen validate blocked on a FIFO")
+    assert done[0].exit_code == 1 and "not a regular file" in done[0].output
+    folder = runner.invoke(app, ["validate", str(tmp_path)])
+    assert folder.exit_code == 1 and "is a folder, not a file" in folder.output
