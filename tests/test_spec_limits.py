@@ -141,7 +141,9 @@ def test_devices_and_fifos_are_refused_without_reading(tmp_path):
     fifo = tmp_path / "spec.yaml"
     os.mkfifo(fifo)
     done: list = []
-    thread = threading.Thread(target=lambda: done.append(runner.invoke(app, ["validate", str(fifo)])))
+    thread = threading.Thread(
+        target=lambda: done.append(runner.invoke(app, ["validate", str(fifo)]))
+    )
     thread.start()
     thread.join(timeout=20)
     if thread.is_alive():  # unblock the reader so the test run can end, then fail

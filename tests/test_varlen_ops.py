@@ -216,3 +216,21 @@ def test_compiles_with_fullgraph():
 def test_bad_input(call, error, message):
     with pytest.raises(error, match=message):
         call()
+
+
+@pytest.mark.parametrize(
+    "cu_seqlens", [[0, 2**32 + 2, 2**32 + 5], [0, -(2**32) + 2, 5], [0, 2**31, 2**31 + 1]]
+)
+def test_int64_cu_seqlens_are_range_checked_not_wrapped(cu_seqlens):
+    # narrowed to int32 without a check, [0, 2**32 + 2, 2**32 + 5] acted as [0, 2, 5]
+    wide = torch.tensor(cu_seqlens, dtype=torch.int64)
+    with pytest.raises(ValueError, match=r"pad_varlen: cu_seqlens: -?[0-9]+ does not fit"):
+        ops.pad_varlen(torch.ones(5, 2), wide, 3)
+    with pytest.raises(
+        ValueError, match=r"block_diagonal_causal_mask: cu_seqlens: .* does not fit torch\.int32"
+    ):
+        ops.block_diagonal_causal_mask(wide)
+    with pytest.raises(ValueError, match="does not fit"):
+        ops.pad_varlen(torch.ones(5, 2), cu_seqlens, 3)  # a list becomes int64 first
+    fits = torch.tensor([0, 2, 5], dtype=torch.int64)
+    assert ops.pad_varlen(torch.ones(5, 2), fits, 3).shape == (2, 3, 2)

@@ -106,16 +106,20 @@ def _value(node: ast.AST, scope: dict[str, Mapping[str, Any]], shape) -> Any:
         if shape is None or not -len(shape) <= index < len(shape):
             raise Unknown("shape")
         return shape[index]
-    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _FUNCTIONS:
+    if (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Name)
+        and node.func.id in _FUNCTIONS
+    ):
         args = [_value(arg, scope, shape) for arg in node.args]
         return _bounded(_FUNCTIONS[node.func.id](*args))
     raise Unknown(type(node).__name__)  # a name this evaluator does not know
 
 
 def _power(base: Any, exponent: Any) -> Any:
-    if isinstance(base, int) and isinstance(exponent, int) and exponent > 0 and abs(base) > 1:
-        if (abs(base).bit_length() - 1) * exponent > MAX_BITS:
-            raise FormulaError(f"{base} ** {exponent} is too large")
+    whole = isinstance(base, int) and isinstance(exponent, int)
+    if whole and exponent > 0 and (abs(base).bit_length() - 1) * exponent > MAX_BITS:
+        raise FormulaError(f"{base} ** {exponent} is too large")
     result = base**exponent
     if isinstance(result, complex):  # (-8) ** 0.5
         raise FormulaError(f"{base} ** {exponent} is not a real number")
@@ -123,7 +127,6 @@ def _power(base: Any, exponent: Any) -> Any:
 
 
 def _bounded(number: Any) -> Any:
-    if isinstance(number, int) and not isinstance(number, bool):
-        if number.bit_length() > MAX_BITS:
-            raise FormulaError(f"an intermediate value has more than {MAX_BITS} bits")
+    if isinstance(number, int) and number.bit_length() > MAX_BITS:
+        raise FormulaError(f"an intermediate value has more than {MAX_BITS} bits")
     return number
