@@ -42,6 +42,8 @@ class Source:
             raise DataError(f"file not found: {self.payload}", reason="missing file")
         try:
             return decoder(handle)
+        except DataError:  # the decoder's own verdict (e.g. a size limit) stands as it is
+            raise
         except errors as exc:
             raise DataError(f"cannot decode {what}: {exc}", reason="unreadable media") from exc
 
