@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from mmgen.errors import MmgenError, did_you_mean
+from mmgen.errors import MmgenError, did_you_mean, one_line
 
 Model = TypeVar("Model", bound=BaseModel)
 Location = tuple[str | int, ...]
@@ -68,7 +68,7 @@ def load_yaml_model(
         loc = apply_override(data, override, error=error)
         for key in [k for k in lines if k[: len(loc)] == loc]:
             del lines[key]  # the file's lines below it no longer hold these values
-        lines[loc] = f"--set {override}"
+        lines[loc] = f"--set {one_line(override)}"  # an error line quotes it: keep it one
     return validate(model, data, lines, source, error=error, see=see), lines
 
 
@@ -109,7 +109,7 @@ def parse(
         root, data = load_bounded(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        problem = one_line(getattr(exc, "problem", None) or str(exc).splitlines()[0])
         raise error(f"{source}:{mark.line + 1 if mark else 1}: yaml: {problem}") from None
     if data is None:
         data = {}
@@ -199,7 +199,7 @@ def apply_override(data: dict[str, Any], override: str, *, error: type[MmgenErro
     try:
         value = load_bounded(text)[1]
     except yaml.YAMLError as exc:
-        problem = getattr(exc, "problem", None) or "not valid YAML"
+        problem = one_line(getattr(exc, "problem", None) or "not valid YAML")
         raise error(f"--set {override!r}: the value is not valid YAML: {problem}") from None
     node: Any = data
     loc: list[str | int] = []
@@ -211,7 +211,7 @@ def apply_override(data: dict[str, Any], override: str, *, error: type[MmgenErro
         except (KeyError, IndexError, TypeError):
             if not isinstance(node, dict):
                 missing = ".".join(parts[: depth + 1])
-                raise error(f"--set {key}: {missing} not found") from None
+                raise error(f"--set {one_line(key)}: {one_line(missing)} not found") from None
             node = node.setdefault(part, {})
     last = parts[-1]
     if isinstance(node, list) and last.isdigit() and int(last) < len(node):
@@ -220,7 +220,7 @@ def apply_override(data: dict[str, Any], override: str, *, error: type[MmgenErro
     if isinstance(node, dict):
         node[last] = value
         return (*loc, last)
-    raise error(f"--set {key}: cannot set {last!r} inside a {type(node).__name__}")
+    raise error(f"--set {one_line(key)}: cannot set {last!r} inside a {type(node).__name__}")
 
 
 def where(source: str | Path, lines: Origins, loc: Location) -> str:
@@ -241,8 +241,14 @@ def line_of(lines: Origins, loc: Location) -> int | str:
 def dotted(loc: Location) -> str:
     text = ""
     for part in loc:
+        if not isinstance(part, (int, str)) or (isinstance(part, str) and not _plain(part)):
+            part = repr(part)  # a key such as "a\x1e" stays on one line, and visible
         text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
     return text
+
+
+def _plain(key: str) -> bool:
+    return bool(key) and key.isprintable() and key.strip() == key
 
 
 def field_error(field: str, message: str) -> ValueError:

@@ -10,6 +10,7 @@ boundaries, from 0 to T.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -56,8 +57,10 @@ def plan_packs(
             ``items`` / ``max_items``.
         TypeError: non-integer lengths or items.
     """
+    _needs_values(lengths, "plan_packs: lengths")
     lengths = _as_int(lengths, torch.int64, "plan_packs: lengths").cpu()
     if items is not None:
+        _needs_values(items, "plan_packs: items")
         items = _as_int(items, torch.int64, "plan_packs: items").cpu()
     return torch.ops.mmgen.plan_packs(
         lengths, int(capacity), strategy, items, None if max_items is None else int(max_items)
@@ -70,6 +73,7 @@ def varlen_metadata(lengths: torch.Tensor | Sequence[int]) -> VarlenMetadata:
     ``lengths`` is ``(N,)`` (any integer dtype; outputs go to its device). On CUDA this reads the
     lengths on the host once, to size the outputs.
     """
+    _needs_values(lengths, "varlen_metadata: lengths")
     lengths = _as_int(lengths, torch.int64, "varlen_metadata: lengths")
     return VarlenMetadata(*torch.ops.mmgen.varlen_metadata(lengths))
 
@@ -83,6 +87,17 @@ def pad_varlen(
     ``x`` is on CUDA.
     """
     cu_seqlens = _as_int(cu_seqlens, torch.int32, "pad_varlen: cu_seqlens")
+    if cu_seqlens.dim() != 1 or cu_seqlens.shape[0] == 0:
+        shape = tuple(cu_seqlens.shape)
+        raise ValueError(f"pad_varlen: cu_seqlens must be 1-D (N+1,) from 0, got shape {shape}")
+    if int(max_seqlen) < 0:
+        raise ValueError(f"pad_varlen: max_seqlen = {int(max_seqlen)} is negative")
+    if isinstance(x, torch.Tensor) and not (x.dtype.is_floating_point or x.dtype.is_complex):
+        info = torch.iinfo(x.dtype) if x.dtype != torch.bool else None
+        low, high = (info.min, info.max) if info else (0, 1)
+        whole = math.isfinite(value) and float(value) == int(value)
+        if not whole or not low <= int(value) <= high:
+            raise ValueError(f"pad_varlen: value {value} does not fit x's dtype {x.dtype}")
     return torch.ops.mmgen.pad_varlen(x, cu_seqlens, int(max_seqlen), value)
 
 
@@ -91,6 +106,8 @@ def unpad_varlen(x: torch.Tensor, lengths: torch.Tensor | Sequence[int]) -> torc
 
     The exact inverse of ``pad_varlen`` on the valid region; differentiable.
     """
+    _needs_values(lengths, "unpad_varlen: lengths")
+    _needs_values(x, "unpad_varlen: x")
     lengths = _as_int(lengths, torch.int64, "unpad_varlen: lengths")
     return torch.ops.mmgen.unpad_varlen(x, lengths)
 
@@ -105,8 +122,19 @@ def block_diagonal_causal_mask(
     model's dtype (sdpa requires the mask to match the query dtype). T x T memory: prefer the
     flash-attention varlen path for long packs (``mmgen.model.attention.packed_attention_kwargs``).
     """
+    _needs_values(cu_seqlens, "block_diagonal_causal_mask: cu_seqlens")
     cu_seqlens = _as_int(cu_seqlens, torch.int32, "block_diagonal_causal_mask: cu_seqlens")
     return torch.ops.mmgen.block_diagonal_causal_mask(cu_seqlens, dtype)
+
+
+def _needs_values(values: object, name: str) -> None:
+    """Ops whose output size follows their values cannot run on meta tensors (FakeTensors, as
+    torch.compile traces with, are fine): say so instead of torch's multi-line error."""
+    if isinstance(values, torch.Tensor) and values.device.type == "meta":
+        raise ValueError(
+            f"{name} is a meta tensor, but this op's output size depends on data values;"
+            " trace with FakeTensors (torch.compile) instead"
+        )
 
 
 def _as_int(values: torch.Tensor | Sequence[int], dtype: torch.dtype, name: str) -> torch.Tensor:
@@ -117,7 +145,8 @@ def _as_int(values: torch.Tensor | Sequence[int], dtype: torch.dtype, name: str)
         return values.to(dtype)
     if values.dtype.is_floating_point or values.dtype.is_complex or values.dtype == torch.bool:
         raise TypeError(f"{name} must hold integers, got {values.dtype}")
-    if values.dtype != dtype and values.dtype.itemsize > dtype.itemsize:
+    narrowing = values.dtype != dtype and values.dtype.itemsize > dtype.itemsize
+    if narrowing and values.device.type != "meta":  # meta tensors hold no values to check
         # narrowing wraps silently (2**32 + 2 would act as 2): check the range first
         info = torch.iinfo(dtype)
         low, high = int(values.min()), int(values.max())
