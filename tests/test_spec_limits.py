@@ -154,3 +154,24 @@ def test_devices_and_fifos_are_refused_without_reading(tmp_path):
     assert done[0].exit_code == 1 and "not a regular file" in done[0].output
     folder = runner.invoke(app, ["validate", str(tmp_path)])
     assert folder.exit_code == 1 and "is a folder, not a file" in folder.output
+
+
+def test_a_key_with_a_control_character_stays_on_one_line(tmp_path):
+    # found by the fuzz suite: "\x1e" in a key split the error into two lines
+    text = AUDIO.replace("test:\n", 'test:\n  "a\\x1eb": 1\n  "c\\u2028d": 2\n', 1)
+    checked, made = both(tmp_path, text)
+    assert "test.'a\\x1eb': unknown key" in checked
+    assert len(made.strip().splitlines()) == 1
+
+
+def test_an_override_with_a_line_break_stays_on_one_line(tmp_path):
+    from mmgen.errors import ConfigError
+    from mmgen.train.config import load_config
+
+    config = tmp_path / "train.yaml"
+    config.write_text("seed: 0\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(config, ["output_dir=null\n..."])
+    messages = info.value.messages
+    assert any(m.startswith("--set output_dir=null\\n...: output_dir: ") for m in messages)
+    assert not any("\n" in m for m in messages)

@@ -234,3 +234,26 @@ def test_int64_cu_seqlens_are_range_checked_not_wrapped(cu_seqlens):
         ops.pad_varlen(torch.ones(5, 2), cu_seqlens, 3)  # a list becomes int64 first
     fits = torch.tensor([0, 2, 5], dtype=torch.int64)
     assert ops.pad_varlen(torch.ones(5, 2), fits, 3).shape == (2, 3, 2)
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [  # found by the fuzz suite: torch's multi-line RuntimeErrors before
+        (lambda: ops.varlen_metadata(torch.ones(2, dtype=torch.long, device="meta")), "meta"),
+        (lambda: ops.unpad_varlen(torch.ones(2, 3, device="meta"), [1, 2]), "unpad_varlen: x"),
+        (lambda: ops.block_diagonal_causal_mask(torch.zeros(1, device="meta")), "meta tensor"),
+        (lambda: ops.plan_packs(torch.ones(2, device="meta"), 4), "plan_packs: lengths"),
+        (lambda: ops.pad_varlen(torch.ones(0), [], 0), "cu_seqlens must be 1-D"),
+        (lambda: ops.pad_varlen(torch.ones(0, device="meta"), [0], -1), "max_seqlen = -1"),
+        (lambda: ops.pad_varlen(torch.ones(2, dtype=torch.uint8), [0, 2], 2, -1.0), "value -1"),
+        (lambda: ops.pad_varlen(torch.ones(2, dtype=torch.long), [0, 2], 2, 0.5), "value 0.5"),
+    ],
+)
+def test_more_bad_input_is_a_value_error(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+def test_pad_varlen_on_meta_tensors_gives_the_shape():
+    out = ops.pad_varlen(torch.ones(5, 2, device="meta"), torch.tensor([0, 2, 5]), 3)
+    assert out.shape == (2, 3, 2) and out.device.type == "meta"

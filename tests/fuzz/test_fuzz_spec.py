@@ -128,10 +128,8 @@ def run_both(tmp_path, text: str | bytes):
 
 def check(checked, made, out) -> None:
     if checked.exit_code != 0:
-        assert (
-            (checked.exit_code == 1
-            and checked.exception is None)
-            or isinstance(checked.exception, SystemExit)
+        assert (checked.exit_code == 1 and checked.exception is None) or isinstance(
+            checked.exception, SystemExit
         ), (checked.output, checked.exception)
         lines = checked.output.strip().splitlines()
         assert lines and all(line.startswith("error: ") for line in lines), checked.output
