@@ -40,8 +40,8 @@ def server(audio_data, tmp_path_factory):  # noqa: F811
         yield client, audio_data
 
 
-def wav(audio_data: Path) -> str:
-    return base64.b64encode((audio_data / "media/test-00000.wav").read_bytes()).decode()
+def wav(media: Path) -> str:
+    return base64.b64encode((media / "media/test-00000.wav").read_bytes()).decode()
 
 
 json_values = st.recursive(
@@ -57,8 +57,8 @@ FIELDS = ["model", "messages", "max_tokens", "max_completion_tokens", "temperatu
 
 
 @st.composite
-def bodies(draw, audio_data: Path) -> bytes:
-    good = wav(audio_data)
+def bodies(draw, media: Path) -> bytes:
+    good = wav(media)
     audio = st.one_of(
         st.just(good),
         st.just(good[: len(good) // 2]),
@@ -75,7 +75,7 @@ def bodies(draw, audio_data: Path) -> bytes:
             "type": st.just("image_url"),
             "image_url": st.fixed_dictionaries({"url": st.sampled_from([
                 "data:image/png;base64,iVBORw0KGgo=", "https://example.com/a.png",
-                "file:///etc/passwd", f"file://{audio_data}/media/test-00000.wav"])}),
+                "file:///etc/passwd", f"file://{media}/media/test-00000.wav"])}),
         }),
         st.fixed_dictionaries({"type": st.sampled_from(["audio", "video", "x"]),
                                "audio": st.sampled_from(["media/test-00000.wav", "/etc/passwd",
@@ -134,8 +134,8 @@ def check_answer(response: httpx.Response) -> None:
 @fuzz(40)
 @given(data=st.data())
 def test_request_bodies(server, data):
-    client, audio_data = server
-    body = data.draw(bodies(audio_data))
+    client, media = server
+    body = data.draw(bodies(media))
     with bounded():
         response = client.post(
             "/v1/chat/completions", content=body, headers={"content-type": "application/json"}
