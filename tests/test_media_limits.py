@@ -78,3 +78,14 @@ def test_audio_with_too_many_channels_or_too_long_an_array_is_refused():
     refused(lambda: loader.load({"value": wav(10, 8000, channels=65)}), "65 channels")
     array = {"value": {"array": np.zeros(16_001, np.float32), "sampling_rate": 16_000}}
     refused(lambda: loader.load(array), "lasts 1.0 s")
+
+
+def test_folders_fifos_and_devices_are_never_opened_as_media(tmp_path):
+    import os
+
+    os.mkfifo(tmp_path / "fifo")
+    for path in (tmp_path, tmp_path / "fifo", "/dev/zero"):
+        for loader in (RawImageLoader(), RawAudioLoader()):
+            with pytest.raises(DataError, match="not a regular file") as info:
+                loader.load({"value": str(path)})
+            assert reason_of(info.value) == "unreadable media"

@@ -128,3 +128,13 @@ def test_non_utf8_config_is_one_line(tmp_path):
     result = runner.invoke(app, ["train", str(config)])
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert result.output.strip() == f"error: {config}:3: not UTF-8 text (byte 0xff)"
+
+
+def test_a_fifo_as_data_is_refused_without_blocking(data, tmp_path):
+    import os
+
+    os.mkfifo(tmp_path / "rows.jsonl")
+    config = one_step(data, tmp_path, train=str(tmp_path / "rows.jsonl"))
+    result = runner.invoke(app, ["train", str(config)])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "rows.jsonl: not a regular file (a device, FIFO or socket)" in result.output
