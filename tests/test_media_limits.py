@@ -89,3 +89,8 @@ def test_folders_fifos_and_devices_are_never_opened_as_media(tmp_path):
             with pytest.raises(DataError, match="not a regular file") as info:
                 loader.load({"value": str(path)})
             assert reason_of(info.value) == "unreadable media"
+
+
+def test_audio_without_channels_is_refused():
+    with pytest.raises(DataError, match="the audio has no channels"):
+        RawAudioLoader().load({"value": np.zeros((10, 0), np.float32)})

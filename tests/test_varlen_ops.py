@@ -257,3 +257,13 @@ def test_more_bad_input_is_a_value_error(call, message):
 def test_pad_varlen_on_meta_tensors_gives_the_shape():
     out = ops.pad_varlen(torch.ones(5, 2, device="meta"), torch.tensor([0, 2, 5]), 3)
     assert out.shape == (2, 3, 2) and out.device.type == "meta"
+
+
+@pytest.mark.parametrize("call", [
+    lambda: ops.varlen_metadata([1, 2**63 - 1]),
+    lambda: ops.unpad_varlen(torch.ones(2, 3), [1, 2**40]),
+])  # fmt: skip
+def test_a_length_past_int32_does_not_wrap_the_total(call):
+    # found by the fuzz suite: [1, 2**63 - 1] summed to a negative total in the kernel
+    with pytest.raises(ValueError, match=r"lengths\[1\] = [0-9]+ is more than 2\^31 - 1 tokens"):
+        call()

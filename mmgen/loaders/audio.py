@@ -91,6 +91,8 @@ class RawAudioLoader(BaseModalityLoader):
             raise DataError(f"cannot load audio from a {type(source.payload).__name__}")
         if wave.shape[0] == 0:
             raise DataError("the audio is empty (0 samples)")
+        if wave.shape[1] == 0:
+            raise DataError("the audio has no channels")
         if self.sampling_rate and rate and rate != self.sampling_rate:
             wave = soxr.resample(wave, rate, self.sampling_rate, quality="HQ")
         wave = wave.mean(axis=1) if self.mono else wave.T

@@ -75,6 +75,7 @@ def varlen_metadata(lengths: torch.Tensor | Sequence[int]) -> VarlenMetadata:
     """
     _needs_values(lengths, "varlen_metadata: lengths")
     lengths = _as_int(lengths, torch.int64, "varlen_metadata: lengths")
+    _fits_int32(lengths, "varlen_metadata")
     return VarlenMetadata(*torch.ops.mmgen.varlen_metadata(lengths))
 
 
@@ -109,6 +110,7 @@ def unpad_varlen(x: torch.Tensor, lengths: torch.Tensor | Sequence[int]) -> torc
     _needs_values(lengths, "unpad_varlen: lengths")
     _needs_values(x, "unpad_varlen: x")
     lengths = _as_int(lengths, torch.int64, "unpad_varlen: lengths")
+    _fits_int32(lengths, "unpad_varlen")
     return torch.ops.mmgen.unpad_varlen(x, lengths)
 
 
@@ -125,6 +127,18 @@ def block_diagonal_causal_mask(
     _needs_values(cu_seqlens, "block_diagonal_causal_mask: cu_seqlens")
     cu_seqlens = _as_int(cu_seqlens, torch.int32, "block_diagonal_causal_mask: cu_seqlens")
     return torch.ops.mmgen.block_diagonal_causal_mask(cu_seqlens, dtype)
+
+
+def _fits_int32(lengths: torch.Tensor, op: str) -> None:
+    """One length past int32 would wrap the kernels' int64 running total (``[1, 2**63 - 1]``
+    summed to a negative number that passed their check): refuse it here."""
+    # (not while torch.compile traces: a value check there would break the graph)
+    if lengths.numel() and lengths.device.type != "meta" and not torch.compiler.is_compiling():
+        longest, at = (int(v) for v in lengths.reshape(-1).max(0))
+        if longest > torch.iinfo(torch.int32).max:
+            raise ValueError(
+                f"{op}: lengths[{at}] = {longest} is more than 2^31 - 1 tokens; cu_seqlens is int32"
+            )
 
 
 def _needs_values(values: object, name: str) -> None:
@@ -146,7 +160,8 @@ def _as_int(values: torch.Tensor | Sequence[int], dtype: torch.dtype, name: str)
     if values.dtype.is_floating_point or values.dtype.is_complex or values.dtype == torch.bool:
         raise TypeError(f"{name} must hold integers, got {values.dtype}")
     narrowing = values.dtype != dtype and values.dtype.itemsize > dtype.itemsize
-    if narrowing and values.device.type != "meta":  # meta tensors hold no values to check
+    # meta tensors hold no values to check; torch.compile's trace must not branch on them
+    if narrowing and values.device.type != "meta" and not torch.compiler.is_compiling():
         # narrowing wraps silently (2**32 + 2 would act as 2): check the range first
         info = torch.iinfo(dtype)
         low, high = int(values.min()), int(values.max())

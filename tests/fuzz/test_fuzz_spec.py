@@ -138,7 +138,7 @@ def check(checked, made, out) -> None:
         event("refused")
         return
     event("accepted")
-    assert checked.output.strip().endswith(f"valid spec for modality {NAME!r}"), checked.output
+    assert ": valid spec for modality " in checked.output, checked.output
     assert made.exit_code == 0, f"validate accepted what new-modality refused: {made.output}"
     generated = list(out.rglob("*.py"))
     assert generated
