@@ -47,10 +47,24 @@ TORCH_LIBRARY(mmgen, m) {
       "int? max_items=None) -> Tensor");
   // lengths (N,) int64 -> cu_seqlens (N+1,) int32, position_ids (T,) int64, seq_idx (T,) int32,
   // max_seqlen (a host int: flash-attention and pad_varlen size their work with it).
-  m.def("varlen_metadata(Tensor lengths) -> (Tensor, Tensor, Tensor, SymInt)");
+  //
+  // validate and the host sizes (total = T, max_seqlen): by default the lengths / cu_seqlens are
+  // read on the host, checked, and give the output sizes: free on the CPU, one host sync on
+  // CUDA. On CUDA, validate=False with every size an op needs given as a host int reads nothing
+  // back (sync-free, CUDA-graph capturable); the same checks run as device-side asserts. A given
+  // size is checked against the data wherever the data is read (always on the CPU).
+  m.def(
+      "varlen_metadata(Tensor lengths, *, SymInt? total=None, SymInt? max_seqlen=None, "
+      "bool validate=True) -> (Tensor, Tensor, Tensor, SymInt)");
   // (T, ...) -> (N, max_seqlen, ...), `value` in the padding; unpad_varlen is its inverse.
-  m.def("pad_varlen(Tensor x, Tensor cu_seqlens, SymInt max_seqlen, Scalar value=0) -> Tensor");
-  m.def("unpad_varlen(Tensor x, Tensor lengths) -> Tensor");
+  m.def(
+      "pad_varlen(Tensor x, Tensor cu_seqlens, SymInt max_seqlen, Scalar value=0, *, "
+      "bool validate=True) -> Tensor");
+  m.def(
+      "unpad_varlen(Tensor x, Tensor lengths, *, SymInt? total=None, bool validate=True) "
+      "-> Tensor");
   // (1, 1, T, T) additive mask: 0 where key <= query within one sequence, dtype's lowest elsewhere.
-  m.def("block_diagonal_causal_mask(Tensor cu_seqlens, ScalarType? dtype=None) -> Tensor");
+  m.def(
+      "block_diagonal_causal_mask(Tensor cu_seqlens, ScalarType? dtype=None, *, "
+      "SymInt? total=None, bool validate=True) -> Tensor");
 }

@@ -1,4 +1,5 @@
-"""A plain-torch reference for ``packed_merge`` and random test cases for it."""
+"""A plain-torch reference for ``packed_merge`` (the GPU check's, mmgen/gpucheck/reference.py)
+and random test cases for it."""
 
 from __future__ import annotations
 
@@ -6,21 +7,11 @@ from dataclasses import dataclass
 
 import torch
 
+from mmgen.gpucheck.reference import reference_merge
+
+__all__ = ["PLACEHOLDERS", "Case", "make_case", "reference_merge"]
+
 PLACEHOLDERS = {"negative": [-200, -1000, -1001], "past_vocab": [50, 77, 1 << 40]}
-
-
-def reference_merge(input_ids, weight, features, placeholder_ids):
-    """The op's definition in a few lines of differentiable torch (index_put, not in place)."""
-    flat = input_ids.reshape(-1)
-    out = weight.new_zeros((flat.numel(), weight.shape[1]))
-    is_text = torch.ones_like(flat, dtype=torch.bool)
-    for pid, rows in zip(placeholder_ids, features, strict=True):
-        here = flat == pid
-        out = out.index_put((here.nonzero().squeeze(1),), rows)
-        is_text &= ~here
-    text = is_text.nonzero().squeeze(1)
-    out = out.index_put((text,), weight[flat[text]])
-    return out.reshape(*input_ids.shape, weight.shape[1])
 
 
 @dataclass

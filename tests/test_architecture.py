@@ -15,6 +15,7 @@ ROOT = Path(mmgen.__file__).parent
 LAYERS = {
     "__main__": 13,
     "cli": 12,
+    "gpucheck": 12,  # scripts/gpu_check.sh: runs the tests, bench and demo as steps
     "bench": 11,
     "serve": 10,  # the OpenAI-compatible server
     "export": 10,  # a trained model as a folder to share or serve; loads it through infer

@@ -5,6 +5,7 @@ samples, with a tiny random-init encoder saved to a temporary folder.
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from transformers import WhisperFeatureExtractor, WhisperModel
@@ -104,6 +105,25 @@ def test_num_embeddings_follow_the_token_downsampling(config: AudioConfig) -> No
         rows = model(values_of(items))
     for row, item in zip(rows, items, strict=True):
         assert row.shape == (item[NUM_EMBEDDINGS_KEY], coarser.hidden_size)
+
+
+def test_num_embeddings_follow_the_input_length(config: AudioConfig) -> None:
+    """A third of a window, one window, two and a half: each item keeps the rows of its real
+    input, and the count from its length alone (what the data index reads from a file header)
+    is what processing gives."""
+    loader = AutoModalityLoader.from_name(config.loader)
+    processor = AudioProcessor(config)
+    model = AudioModality(config).eval()
+    entry = {"type": "audio", MODALITY_VALUE_KEY: synthetic_value("tone", 0, **SAMPLE_OPTIONS)}
+    raw = np.asarray(loader(entry))
+    counts = []
+    for length in (processor.window // 3, processor.window, 5 * processor.window // 2):
+        item = processor.process({**entry, MODALITY_VALUE_KEY: np.resize(raw, length)})
+        with torch.no_grad():
+            (rows,) = model([item[MODALITY_VALUE_KEY]])
+        assert rows.shape[0] == item[NUM_EMBEDDINGS_KEY] == processor.num_embeddings(length)
+        counts.append(rows.shape[0])
+    assert counts[0] < counts[1] < counts[2]
 
 
 def test_an_item_is_the_same_alone_and_in_a_batch(config: AudioConfig) -> None:

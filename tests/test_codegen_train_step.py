@@ -88,10 +88,12 @@ def test_one_training_step_through_the_runtime(generated, tmp_path):
     processed = [processor(sample) for sample in samples]
     # the placeholders expanded to what the generated processors counted
     audio, ecg_item = processed[0].items
-    assert audio.num_embeddings == 10  # ceil(max_source_positions 20 / downsample 2)
+    # the clip's length: 0.6 s at hop 400 = 24 frames -> 12 encoder positions -> 6 (2x concat)
+    assert audio.num_embeddings == 6
     assert ecg_item.num_embeddings == 157  # ceil(2500 samples / 2**3 / downsample 2)
     placeholder = model.placeholder_ids["gen_audio"]
-    assert int((processed[1].input_ids == placeholder).sum()) == 10
+    # 1.3 s: a whole 1-s window (10) and 0.3 s of the next (12 frames -> 6 positions -> 3)
+    assert int((processed[1].input_ids == placeholder).sum()) == 10 + 3
     batch = PackedCollator()(processed)
     model.train()
     loss = model(**batch).loss

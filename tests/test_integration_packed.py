@@ -176,6 +176,11 @@ def test_pack_trains_like_its_samples_alone(
         torch.testing.assert_close(
             out.logits[a:b].detach(), references[sample_id][0].detach(), rtol=0, atol=1e-4
         )
+    # as mmgen train calls it: the collator's packing trusted (no re-check, no re-masking)
+    with torch.no_grad():
+        trusted = model(**batch, validate_packing=False)
+    assert torch.equal(trusted.loss, out.loss.detach())
+    assert torch.equal(trusted.logits, out.logits.detach())
 
     # the padded baseline on the same samples: same loss, gradients and per-sample logits
     (padded,) = list(padded_dataloader(dataset, batch_size=len(dataset), shuffle=False))

@@ -10,7 +10,6 @@ import shutil
 import pytest
 import torch
 from helpers.tiny_models import (
-    AUDIO_FRAMES,
     IMAGE_PATCHES,
     LLM_HIDDEN,
     audio_config,
@@ -55,17 +54,20 @@ def test_audio_modality_matches_whisper_encoder(model_whisper_dir):
     items = [
         processor.process({"value": random_wave(s, seconds)}) for s, seconds in [(0, 0.3), (1, 2)]
     ]
-    assert all(item["value"].shape == (16, AUDIO_FRAMES) for item in items)
-    assert items[0]["num_embeddings"] == AUDIO_FRAMES // 2 // 2  # conv stem, then 2x concat
+    # each 1-s window: 16 mel bins + the frame-mask row, 40 frames; 0.3 s is one, 2 s two
+    assert [tuple(item["value"].shape) for item in items] == [(1, 17, 40), (2, 17, 40)]
+    # the covering frames (12 of 40, 40 + 40), the conv stem's positions, then 2x concat
+    assert [item["num_embeddings"] for item in items] == [3, 10 + 10]
 
     modality = AudioModality(config).eval()
-    features = [item["value"] for item in items]
-    out = modality(features)
+    out = modality([item["value"] for item in items])
     encoder = WhisperModel.from_pretrained(model_whisper_dir).get_encoder().eval()
-    hidden = encoder(input_features=torch.stack(features)).last_hidden_state
-    batch, frames, width = hidden.shape
-    merged = hidden.reshape(batch, frames // 2, 2 * width)  # neighbours concatenated
-    torch.testing.assert_close(out, modality.projector(merged), rtol=1e-6, atol=1e-6)
+    for rows, item, kept in zip(out, items, ([6], [20, 20]), strict=True):
+        windows = item["value"][:, :-1]  # the features without the mask row
+        hidden = encoder(input_features=windows).last_hidden_state
+        merged = [h[:n].reshape(-1, 2 * h.shape[-1]) for h, n in zip(hidden, kept, strict=True)]
+        expected = modality.projector(torch.cat(merged))  # neighbours concatenated
+        torch.testing.assert_close(rows, expected, rtol=1e-6, atol=1e-6)
 
 
 @pytest.mark.parametrize("kind", ["image", "audio"])

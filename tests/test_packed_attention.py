@@ -158,6 +158,11 @@ def test_sdpa_and_eager_get_the_mask():
         assert torch.equal(
             kwargs["attention_mask"], ops.block_diagonal_causal_mask(cu, torch.float16)
         )
+        # the model's packed step: T given, cu_seqlens trusted (sync-free on CUDA); same mask
+        trusted = packed_attention_kwargs(cu, 3, impl, dtype=torch.float16, total=5, validate=False)
+        assert torch.equal(trusted["attention_mask"], kwargs["attention_mask"])
+        with pytest.raises(ValueError, match="total = 4 but cu_seqlens ends at 5"):
+            packed_attention_kwargs(cu, 3, impl, total=4, validate=False)
 
 
 @pytest.mark.parametrize(

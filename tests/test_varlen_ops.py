@@ -116,6 +116,132 @@ def test_random_layouts(lengths, extra, width):
     )
 
 
+# --- validate=False and host sizes (the CUDA sync-free path): same results, wrong sizes refused
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("lengths", LENGTHS)
+def test_validate_false_and_given_sizes_match(lengths, device):
+    total, longest = sum(lengths), max(lengths, default=0)
+    lengths_t = torch.tensor(lengths, dtype=torch.int64, device=device)
+    cu = ref_cu_seqlens(lengths).to(device)
+    checked = ops.varlen_metadata(lengths_t)
+    for validate in (True, False):
+        meta = ops.varlen_metadata(lengths_t, total=total, max_seqlen=longest, validate=validate)
+        for got, want in zip(meta[:3], checked[:3], strict=True):
+            assert torch.equal(got, want) and got.device.type == device
+        assert isinstance(meta.max_seqlen, int) and meta.max_seqlen == longest
+        x = torch.randn(total, 3, device=device)
+        padded = ops.pad_varlen(x, cu, longest + 1, -1.0, validate=validate)
+        assert torch.equal(padded.cpu(), ref_pad(x.cpu(), lengths, longest + 1, -1.0))
+        back = ops.unpad_varlen(padded, lengths_t, total=total, validate=validate)
+        assert torch.equal(back, x)
+        mask = ops.block_diagonal_causal_mask(cu, torch.bfloat16, total=total, validate=validate)
+        assert torch.equal(mask.cpu(), ref_mask(lengths, torch.bfloat16))
+        # validate=False alone (no size given) is the checked path on every device
+        assert torch.equal(ops.unpad_varlen(padded, lengths_t, validate=validate), x)
+        assert torch.equal(ops.block_diagonal_causal_mask(cu, validate=validate).cpu(),
+                           ref_mask(lengths, torch.float32))  # fmt: skip
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_validate_false_gradients(device):
+    lengths = [3, 0, 5, 2]
+    cu = ref_cu_seqlens(lengths).to(device)
+    x = torch.randn(10, 4, device=device, requires_grad=True)
+    grad_out = torch.randn(4, 6, 4, device=device)
+    got = torch.autograd.grad(ops.pad_varlen(x, cu, 6, validate=False), x, grad_out)[0]
+    want = torch.autograd.grad(ref_pad(x.cpu(), lengths, 6, 0.0), x, grad_out.cpu())[0]
+    assert torch.equal(got.cpu(), want)
+    padded = torch.randn(4, 6, 4, device=device, requires_grad=True)
+    lengths_t = torch.tensor(lengths, device=device)
+    out = ops.unpad_varlen(padded, lengths_t, total=10, validate=False)
+    got = torch.autograd.grad(out, padded, torch.ones_like(out))[0]
+    assert torch.equal(got.cpu(), ref_pad(torch.ones(10, 4), lengths, 6, 0.0))
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda v: ops.unpad_varlen(torch.ones(2, 3), [1, 2], total=4, validate=v),
+         r"unpad_varlen: total = 4 but the lengths add up to 3"),
+        (lambda v: ops.block_diagonal_causal_mask([0, 2, 5], total=4, validate=v),
+         r"block_diagonal_causal_mask: total = 4 but cu_seqlens ends at 5"),
+        (lambda v: ops.varlen_metadata([2, 3], total=6, max_seqlen=3, validate=v),
+         r"varlen_metadata: total = 6 but the lengths add up to 5"),
+        (lambda v: ops.varlen_metadata([2, 3], total=5, max_seqlen=4, validate=v),
+         r"varlen_metadata: max_seqlen = 4 but the longest length is 3"),
+        (lambda v: ops.unpad_varlen(torch.ones(2, 3), [1, 2], total=-1, validate=v),
+         r"unpad_varlen: total = -1 is negative"),
+        (lambda v: ops.block_diagonal_causal_mask([0], total=2**31, validate=v),
+         r"total = 2147483648 is more than 2\^31 - 1 tokens"),
+        # the CPU checks the data whatever validate says: reading it costs no sync there
+        (lambda v: ops.pad_varlen(torch.ones(3), [0, 2, 1, 3], 3, validate=v), "must not decrease"),
+        (lambda v: ops.pad_varlen(torch.ones(4), [0, 1, 3], 3, validate=v), "x has 4 tokens"),
+        (lambda v: ops.unpad_varlen(torch.ones(2, 3), [1, -1], total=0, validate=v),
+         r"lengths\[1\] = -1 is negative"),
+    ],
+)  # fmt: skip
+@pytest.mark.parametrize("validate", [True, False])
+def test_wrong_sizes_are_refused_on_the_cpu(call, message, validate):
+    with pytest.raises(ValueError, match=message):
+        call(validate)
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: ops.unpad_varlen(torch.ones(2, 3), [1, 2], total=torch.tensor(3)),
+        lambda: ops.block_diagonal_causal_mask([0, 2], total=2.0),
+        lambda: ops.varlen_metadata([2], total=2, max_seqlen=True),
+        lambda: ops.pad_varlen(torch.ones(2), [0, 2], "2"),
+    ],
+)
+def test_sizes_must_be_host_ints(call):
+    with pytest.raises(TypeError, match="must be a host int"):
+        call()
+
+
+def test_given_sizes_shape_meta_outputs():
+    """The fake kernels take a given size as the output size (no dynamic size needed)."""
+    lengths = torch.empty(3, dtype=torch.int64, device="meta")
+    cu = torch.empty(4, dtype=torch.int32, device="meta")
+    padded = torch.empty(3, 5, 2, device="meta")
+    meta = torch.ops.mmgen.varlen_metadata(lengths, total=7, max_seqlen=4, validate=False)
+    assert meta[1].shape == meta[2].shape == (7,) and meta[3] == 4
+    assert torch.ops.mmgen.unpad_varlen(padded, lengths, total=7).shape == (7, 2)
+    mask = torch.ops.mmgen.block_diagonal_causal_mask(cu, total=7, validate=False)
+    assert mask.shape == (1, 1, 7, 7)
+
+
+@pytest.mark.cuda
+@CUDA
+def test_cuda_sync_free_calls():
+    """The calls of the GPU check's no-sync step make no host sync; the checked ones do."""
+    lengths = torch.tensor([5, 0, 9, 3], device="cuda")
+    cu = ref_cu_seqlens([5, 0, 9, 3]).cuda()
+    x = torch.randn(17, 8, device="cuda", requires_grad=True)
+    calls = [
+        lambda: ops.varlen_metadata(lengths, total=17, max_seqlen=9, validate=False),
+        lambda: ops.pad_varlen(x, cu, 9, validate=False).sum().backward(),
+        lambda: ops.block_diagonal_causal_mask(cu, total=17, validate=False),
+    ]
+    for call in calls:
+        call()  # warm-up
+        torch.cuda.synchronize()
+        torch.cuda.set_sync_debug_mode("error")
+        try:
+            call()
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        with pytest.raises(RuntimeError):
+            ops.block_diagonal_causal_mask(cu)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+
+
 # --- gradients
 
 
@@ -163,6 +289,17 @@ def test_opcheck():
     ]
     for op, args in cases:
         torch.library.opcheck(op, args)
+    # the host sizes and validate=False (keyword-only)
+    keyword_cases = [
+        (torch.ops.mmgen.varlen_metadata.default, (lengths,),
+         {"total": 7, "max_seqlen": 4, "validate": False}),
+        (torch.ops.mmgen.pad_varlen.default, (x, cu, 5, 0.0), {"validate": False}),
+        (torch.ops.mmgen.unpad_varlen.default, (padded, lengths), {"total": 7, "validate": False}),
+        (torch.ops.mmgen.block_diagonal_causal_mask.default, (cu, torch.bfloat16),
+         {"total": 7, "validate": False}),
+    ]  # fmt: skip
+    for op, args, kwargs in keyword_cases:
+        torch.library.opcheck(op, args, kwargs)
 
 
 def test_compiles_with_fullgraph():

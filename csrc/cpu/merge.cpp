@@ -4,8 +4,9 @@
 // every id; a counting sort orders the positions by the table row they read; then the output
 // rows are copied in parallel at memcpy speed.
 // Backward: the table's gradient is deterministic without atomics: the same stable counting sort
-// of the text positions by token id, then every table row is summed by exactly one thread in
-// position order. A placeholder's gradient is a gather of its positions' rows.
+// of the text positions by token id, cut into fixed chunks summed in parallel (a frequent token's
+// rows spread over every thread), each spanning row's chunk partials then added in chunk order.
+// A placeholder's gradient is a gather of its positions' rows.
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
@@ -13,6 +14,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <memory>
 #include <tuple>
 #include <vector>
 
@@ -115,45 +117,66 @@ at::Tensor packed_merge_cpu(const at::Tensor& input_ids, const at::Tensor& weigh
   return out;
 }
 
-// The table's gradient into zeroed memory: row v = sum of grad rows at the text positions holding
-// v, in position order, each row summed by one thread; rows of absent ids stay untouched. Work is
-// split by rows + positions so a frequent token does not leave one thread with most of the work.
+// The table's gradient into zeroed memory, cut into chunks of the id-sorted text positions
+// (merge.h: kChunkRows, piece_target, spanning_run): each task sums the pieces of its chunks, a
+// row wholly inside one chunk straight into the table, the pieces of a row spanning chunks into
+// partials; a second pass adds each spanning row's partials in chunk order. A frequent token is
+// so split over every thread, and the bits match the CUDA kernel's. Rows of absent ids stay
+// untouched.
 template <typename scalar_t>
 void table_grad(at::Tensor& out, const at::Tensor& grad, const SourceOrder& by_id) {
   using acc_t = at::opmath_type<scalar_t>;
   constexpr int kTile = 64;
-  const std::vector<int64_t>& start = by_id.start;
   const int64_t vocab = out.size(0);
   const int64_t hidden = grad.size(1);
+  const int64_t total = by_id.start[vocab];  // the text positions; placeholders come after
+  if (total == 0 || hidden == 0) return;
+  std::vector<int64_t> keys(total);
+  for (int64_t v = 0; v < vocab; ++v) {
+    std::fill(keys.begin() + by_id.start[v], keys.begin() + by_id.start[v + 1], v);
+  }
+  const int64_t* order = by_id.order.data();
   const scalar_t* g = grad.const_data_ptr<scalar_t>();
   const int64_t g_stride = grad.stride(0);
   scalar_t* w = out.data_ptr<scalar_t>();
   const int64_t row_bytes = hidden * static_cast<int64_t>(sizeof(scalar_t));
-  // cost(v) = 1 + uses(v); a chunk [b, e) of cost owns the rows whose cost prefix lies in it
-  auto first_row = [&](int64_t cost) {
-    int64_t lo = 0, hi = vocab;
-    while (lo < hi) {
-      const int64_t mid = (lo + hi) / 2;
-      if (start[mid] + mid < cost) {
-        lo = mid + 1;
-      } else {
-        hi = mid;
+  const int64_t chunks = chunks_of(total);
+  // only the slots of spanning rows are ever written and read, so no zero fill
+  std::unique_ptr<acc_t[]> partials(new acc_t[chunks * 2 * hidden]);
+  const int64_t grain = std::max<int64_t>(1, grain_rows(row_bytes) / kChunkRows);
+  at::parallel_for(0, chunks, grain, [&](int64_t b, int64_t e) {
+    acc_t acc[kTile];
+    for (int64_t chunk = b; chunk < e; ++chunk) {
+      const int64_t end = std::min(chunk * kChunkRows + kChunkRows, total);
+      for (int64_t i = chunk * kChunkRows, j; i < end; i = j) {
+        j = run_end(keys.data(), i, end);
+        const int32_t target = piece_target(keys.data(), total, vocab, chunk, i, j);
+        scalar_t* row = w + keys[i] * hidden;
+        if (target == kWholeRow && j - i == 1) {  // what sum_piece gives for one row, at memcpy speed
+          copy_row<char>(reinterpret_cast<char*>(row),
+                         reinterpret_cast<const char*>(g + order[i] * g_stride), row_bytes, 0, 1);
+          continue;
+        }
+        acc_t* partial = partials.get() + (chunk * 2 + target) * hidden;
+        for (int64_t c = 0; c < hidden; c += kTile) {
+          sum_piece<scalar_t, acc_t, kTile>(acc, g, g_stride, order + i, j - i, c, 1, hidden);
+          if (target == kWholeRow) {
+            store_tile<scalar_t, acc_t, kTile>(row, acc, c, 1, hidden);
+          } else {
+            store_tile<acc_t, acc_t, kTile>(partial, acc, c, 1, hidden);
+          }
+        }
       }
     }
-    return lo;
-  };
-  at::parallel_for(0, vocab + start[vocab], grain_rows(row_bytes), [&](int64_t b, int64_t e) {
-    for (int64_t v = first_row(b), end = first_row(e); v < end; ++v) {
-      const int64_t n = start[v + 1] - start[v];
-      const int64_t* pos = by_id.order.data() + start[v];
-      char* dst = reinterpret_cast<char*>(w + v * hidden);
-      if (n == 1) {  // what sum_rows gives for one row, at memcpy speed
-        copy_row<char>(dst, reinterpret_cast<const char*>(g + pos[0] * g_stride), row_bytes, 0,
-                       1);
-      } else if (n > 1) {
-        for (int64_t c = 0; c < hidden; c += kTile) {
-          sum_rows<scalar_t, acc_t, kTile>(w + v * hidden, g, g_stride, pos, n, c, 1, hidden);
-        }
+  });
+  at::parallel_for(0, chunks, grain, [&](int64_t b, int64_t e) {
+    acc_t acc[kTile];
+    for (int64_t chunk = b; chunk < e; ++chunk) {
+      const Spanning run = spanning_run(keys.data(), total, vocab, chunk);
+      if (run.id < 0) continue;
+      for (int64_t c = 0; c < hidden; c += kTile) {
+        add_partials<acc_t, kTile>(acc, partials.get(), hidden, chunk, run, c, 1);
+        store_tile<scalar_t, acc_t, kTile>(w + run.id * hidden, acc, c, 1, hidden);
       }
     }
   });

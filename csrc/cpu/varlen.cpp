@@ -1,5 +1,7 @@
 // CPU kernels of the variable-length layout ops. The per-token index logic lives in
 // mmgen/varlen.h and is the same code the CUDA kernels run; this file only loops over it.
+// validate is ignored here: reading the lengths / cu_seqlens costs no sync on the CPU, so the
+// checks always run, and host-given sizes are always compared with the data.
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
@@ -23,9 +25,16 @@ using varlen::Extent;
 constexpr int64_t kGrain = 2048;
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, c10::SymInt> varlen_metadata_cpu(
-    const at::Tensor& lengths) {
+    const at::Tensor& lengths, std::optional<int64_t> total, std::optional<int64_t> max_seqlen,
+    bool /*validate*/) {
+  const char* op = "varlen_metadata";
+  varlen::check_size_arg(total, op, "total");
+  varlen::check_size_arg(max_seqlen, op, "max_seqlen");
   Extent extent;
-  at::Tensor cu = varlen::host_cu_seqlens(lengths, "varlen_metadata", &extent);
+  at::Tensor cu = varlen::host_cu_seqlens(lengths, op, &extent);
+  varlen::check_size_matches(total, extent.total, op, "total", "the lengths add up to");
+  varlen::check_size_matches(max_seqlen, extent.longest, op, "max_seqlen",
+                             "the longest length is");
   at::Tensor position_ids = at::empty({extent.total}, at::kLong);
   at::Tensor seq_idx = at::empty({extent.total}, at::kInt);
   const int32_t* cu_ptr = cu.data_ptr<int32_t>();
@@ -65,7 +74,7 @@ void unpad_rows(const T* in, T* out, const int32_t* offsets, int64_t n_seq, int6
 }
 
 at::Tensor pad_varlen_cpu(const at::Tensor& x, const at::Tensor& cu_seqlens, int64_t max_seqlen,
-                          const at::Scalar& value) {
+                          const at::Scalar& value, bool /*validate*/) {
   const Extent extent = varlen::check_cu_seqlens(cu_seqlens, "pad_varlen");
   varlen::check_pad_args(x, extent, max_seqlen, "pad_varlen");
   const at::Tensor src = x.contiguous();
@@ -81,10 +90,14 @@ at::Tensor pad_varlen_cpu(const at::Tensor& x, const at::Tensor& cu_seqlens, int
   return out;
 }
 
-at::Tensor unpad_varlen_cpu(const at::Tensor& x, const at::Tensor& lengths) {
+at::Tensor unpad_varlen_cpu(const at::Tensor& x, const at::Tensor& lengths,
+                            std::optional<int64_t> total, bool /*validate*/) {
+  const char* op = "unpad_varlen";
+  varlen::check_size_arg(total, op, "total");
   Extent extent;
-  const at::Tensor offsets = varlen::host_cu_seqlens(lengths, "unpad_varlen", &extent);
-  varlen::check_unpad_args(x, lengths, extent, "unpad_varlen");
+  const at::Tensor offsets = varlen::host_cu_seqlens(lengths, op, &extent);
+  varlen::check_unpad_args(x, lengths, extent, op);
+  varlen::check_size_matches(total, extent.total, op, "total", "the lengths add up to");
   const at::Tensor src = x.contiguous();
   at::Tensor out = at::empty(varlen::unpadded_shape(x, extent.total), x.options());
   const int64_t width = varlen::row_numel(x, 2);
@@ -97,9 +110,12 @@ at::Tensor unpad_varlen_cpu(const at::Tensor& x, const at::Tensor& lengths) {
 }
 
 at::Tensor block_diagonal_causal_mask_cpu(const at::Tensor& cu_seqlens,
-                                          std::optional<at::ScalarType> dtype) {
+                                          std::optional<at::ScalarType> dtype,
+                                          std::optional<int64_t> given_total, bool /*validate*/) {
   const char* op = "block_diagonal_causal_mask";
+  varlen::check_size_arg(given_total, op, "total");
   const Extent extent = varlen::check_cu_seqlens(cu_seqlens, op);
+  varlen::check_size_matches(given_total, extent.total, op, "total", "cu_seqlens ends at");
   const at::ScalarType type = varlen::mask_dtype(dtype);
   const at::Tensor cu = cu_seqlens.contiguous();
   const int64_t n_seq = cu.numel() - 1, total = extent.total;

@@ -1,13 +1,16 @@
 // CUDA kernels of the fused embedding merge (schemas in csrc/ops.cpp, row logic in merge.h, the
 // same code the CPU kernels run).
 //
-// Forward: classify every position (slot, one-hot), a cumsum over the one-hot gives each
-// placeholder position its rank, then one block copies each output row with the widest aligned
-// vector loads. The only host synchronisation is the validate=True check (placeholder counts and
+// Forward: classify every position (its slot, its rank among its block's positions of that slot,
+// and each block's count per slot: no T x K buffer), a cumsum over the (blocks x K) counts gives
+// each block's offsets, then one block copies each output row with the widest aligned vector
+// loads. The only host synchronisation is the validate=True check (placeholder counts and
 // the first bad text id, copied to the host together); validate=False is sync-free and bad input
 // trips a device-side assert instead.
 // Backward: the table's gradient is deterministic without atomics: a stable sort of the text
-// positions by token id, then one block per distinct id sums its rows in position order.
+// positions by token id, cut into fixed chunks (merge.h: kChunkRows), one block per chunk and
+// column span; a row spanning chunks is summed as partials, added in chunk order by a second
+// kernel. A frequent token id so spreads over many blocks instead of serializing on one.
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
@@ -29,27 +32,55 @@ namespace merge {
 namespace {
 
 constexpr int kMaxThreads = 256;
-constexpr int kSumTile = 4;  // columns per thread per pass of sum_rows
+constexpr int kSumTile = 4;  // columns per thread in the table's gradient
 
 int blocks_for(int64_t n) { return static_cast<int>((n + kMaxThreads - 1) / kMaxThreads); }
 
-// slot[t] and onehot[t][slot]; a text id outside the table is reported (first_bad, validate) or
-// asserted on (first_bad == nullptr).
+static_assert(kMaxThreads % 32 == 0 && kMaxSlots <= kMaxThreads, "classify_kernel's layout");
+constexpr int kWarps = kMaxThreads / 32;
+
+// slot[t], and for a placeholder position its rank among the positions of its slot in this block
+// (local[t]); block_counts[block][slot] counts them. Launched with kMaxThreads threads a block. A
+// text id outside the table is reported (first_bad, validate) or asserted on (first_bad ==
+// nullptr).
 __global__ void classify_kernel(const int64_t* ids, int64_t total, Sources s, int32_t* slot,
-                                int64_t* onehot, unsigned long long* first_bad) {
+                                int32_t* local, int64_t* block_counts,
+                                unsigned long long* first_bad) {
+  __shared__ int32_t warp_counts[kWarps][kMaxSlots];
+  for (int i = threadIdx.x; i < kWarps * kMaxSlots; i += blockDim.x) {
+    warp_counts[i / kMaxSlots][i % kMaxSlots] = 0;
+  }
   const int64_t t = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
-  if (t >= total) return;
-  const int64_t id = ids[t];
-  const int32_t k = slot_of(id, s);
-  slot[t] = k;
-  if (k >= 0) {
-    onehot[t * s.slots + k] = 1;
-  } else if (!in_vocab(id, s)) {
-    if (first_bad != nullptr) {
-      atomicMin(first_bad, static_cast<unsigned long long>(t));
-    } else {
-      CUDA_KERNEL_ASSERT(false && "packed_merge: a text id lies outside the embedding table");
+  const int lane = threadIdx.x % 32;
+  const int warp = threadIdx.x / 32;
+  int32_t k = -2;  // past the end: in no slot, but every lane takes part in the warp vote
+  if (t < total) {
+    const int64_t id = ids[t];
+    k = slot_of(id, s);
+    slot[t] = k;
+    if (k < 0 && !in_vocab(id, s)) {
+      if (first_bad != nullptr) {
+        atomicMin(first_bad, static_cast<unsigned long long>(t));
+      } else {
+        CUDA_KERNEL_ASSERT(false && "packed_merge: a text id lies outside the embedding table");
+      }
     }
+  }
+  // the lanes of this warp in the same slot, and how many of them come before this lane
+  const unsigned same = __match_any_sync(0xffffffffu, k);
+  const int32_t before = __popc(same & ((1u << lane) - 1u));
+  __syncthreads();  // the zeroed counts are visible
+  if (k >= 0 && before == 0) warp_counts[warp][k] = __popc(same);
+  __syncthreads();
+  if (k >= 0) {
+    int32_t rank = before;
+    for (int w = 0; w < warp; ++w) rank += warp_counts[w][k];
+    local[t] = rank;
+  }
+  if (static_cast<int32_t>(threadIdx.x) < s.slots) {
+    int64_t n = 0;
+    for (int w = 0; w < kWarps; ++w) n += warp_counts[w][threadIdx.x];
+    block_counts[blockIdx.x * static_cast<int64_t>(s.slots) + threadIdx.x] = n;
   }
 }
 
@@ -64,50 +95,77 @@ __global__ void check_counts_kernel(const int64_t* counts, Sources s) {
   }
 }
 
-// rank of position t among the positions of its slot (the cumsum counts t itself)
-__device__ inline int64_t rank_of(const int64_t* cum, int64_t t, int32_t k, int32_t slots,
-                                  int64_t id) {
-  return k >= 0 ? cum[t * slots + k] - 1 : id;
+// rank of position t among the positions of its slot: its rank in its block plus the counts of
+// the earlier blocks (cum: the inclusive cumsum of the block counts); a text position's id
+__device__ inline int64_t rank_of(const int32_t* local, const int64_t* cum, int64_t t, int32_t k,
+                                  int32_t slots, int64_t id) {
+  if (k < 0) return id;
+  const int64_t block = t / kMaxThreads;
+  return local[t] + (block > 0 ? cum[(block - 1) * slots + k] : 0);
 }
 
 template <typename unit_t>
-__global__ void merge_rows_kernel(const int64_t* ids, const int32_t* slot, const int64_t* cum,
-                                  Sources s, char* out, int64_t units) {
+__global__ void merge_rows_kernel(const int64_t* ids, const int32_t* slot, const int32_t* local,
+                                  const int64_t* cum, Sources s, char* out, int64_t units) {
   const int64_t t = blockIdx.x;
   const int32_t k = slot[t];
-  const char* src = source_row(s, k, ids[t], rank_of(cum, t, k, s.slots, ids[t]));
+  const char* src = source_row(s, k, ids[t], rank_of(local, cum, t, k, s.slots, ids[t]));
   CUDA_KERNEL_ASSERT(src != nullptr && "packed_merge: more placeholder positions than rows");
   copy_row<unit_t>(out + t * units * sizeof(unit_t), src, units, threadIdx.x, blockDim.x);
 }
 
 template <typename unit_t>
-__global__ void gather_grads_kernel(const int32_t* slot, const int64_t* cum, Sources s,
-                                    FeatureGrads dst, const char* grad, int64_t grad_stride,
-                                    int64_t units) {
+__global__ void gather_grads_kernel(const int32_t* slot, const int32_t* local, const int64_t* cum,
+                                    Sources s, FeatureGrads dst, const char* grad,
+                                    int64_t grad_stride, int64_t units) {
   const int64_t t = blockIdx.x;
   const int32_t k = slot[t];
   if (k < 0 || dst.rows[k] == nullptr) return;
-  const int64_t r = rank_of(cum, t, k, s.slots, 0);
+  const int64_t r = rank_of(local, cum, t, k, s.slots, 0);
   CUDA_KERNEL_ASSERT(r < s.feature_rows[k] && "packed_merge_backward: rows/positions mismatch");
   copy_row<unit_t>(dst.rows[k] + r * dst.stride[k], grad + t * grad_stride, units, threadIdx.x,
                    blockDim.x);
 }
 
-// One block per run of equal ids in the stably sorted keys; placeholders sort last (key = V).
-template <typename scalar_t>
+// Pass 1 of the table's gradient: block (chunk, column span) sums the pieces of its chunk of the
+// stably sorted keys (placeholders sort last, key = V): whole rows into the table, pieces of rows
+// spanning chunks into partials. Each thread owns kSumTile columns, blockDim.x apart.
+template <typename scalar_t, typename acc_t>
 __global__ void table_grad_kernel(const int64_t* keys, const int64_t* order, int64_t total,
                                   int64_t vocab, const scalar_t* grad, int64_t grad_stride,
-                                  scalar_t* table, int64_t hidden) {
-  const int64_t i = blockIdx.x;
-  const int64_t v = keys[i];
-  if (v >= vocab || (i > 0 && keys[i - 1] == v)) return;
-  int64_t n = 1;
-  while (i + n < total && keys[i + n] == v) ++n;
+                                  scalar_t* table, acc_t* partials, int64_t hidden) {
+  const int64_t chunk = blockIdx.x;
   const int64_t step = blockDim.x;
-  for (int64_t base = 0; base < hidden; base += step * kSumTile) {
-    sum_rows<scalar_t, at::opmath_type<scalar_t>, kSumTile>(
-        table + v * hidden, grad, grad_stride, order + i, n, base + threadIdx.x, step, hidden);
+  const int64_t first = blockIdx.y * step * kSumTile + threadIdx.x;
+  const int64_t begin = chunk * kChunkRows;
+  const int64_t end = begin + kChunkRows < total ? begin + kChunkRows : total;
+  acc_t acc[kSumTile];
+  for (int64_t i = begin, j; i < end; i = j) {
+    j = run_end(keys, i, end);
+    const int32_t target = piece_target(keys, total, vocab, chunk, i, j);
+    if (target == kSkip) return;  // the placeholders, sorted last
+    sum_piece<scalar_t, acc_t, kSumTile>(acc, grad, grad_stride, order + i, j - i, first, step,
+                                         hidden);
+    if (target == kWholeRow) {
+      store_tile<scalar_t, acc_t, kSumTile>(table + keys[i] * hidden, acc, first, step, hidden);
+    } else {
+      store_tile<acc_t, acc_t, kSumTile>(partials + (chunk * 2 + target) * hidden, acc, first,
+                                         step, hidden);
+    }
   }
+}
+
+// Pass 2: the block of the chunk where a spanning row starts adds its partials in chunk order.
+template <typename scalar_t, typename acc_t>
+__global__ void combine_partials_kernel(const int64_t* keys, int64_t total, int64_t vocab,
+                                        const acc_t* partials, scalar_t* table, int64_t hidden) {
+  const Spanning run = spanning_run(keys, total, vocab, blockIdx.x);
+  if (run.id < 0) return;
+  const int64_t step = blockDim.x;
+  const int64_t first = blockIdx.y * step * kSumTile + threadIdx.x;
+  acc_t acc[kSumTile];
+  add_partials<acc_t, kSumTile>(acc, partials, hidden, blockIdx.x, run, first, step);
+  store_tile<scalar_t, acc_t, kSumTile>(table + run.id * hidden, acc, first, step, hidden);
 }
 
 // The widest copy unit (16, 8, 4, 2 or 1 bytes) dividing the row size and every row address.
@@ -138,19 +196,22 @@ void with_unit(int unit, Args&&... args) {
 }
 
 struct Classified {
-  at::Tensor slot;  // int32 (T,)
-  at::Tensor cum;   // int64 (T, K): running count of each slot
+  at::Tensor slot;   // int32 (T,)
+  at::Tensor local;  // int32 (T,): a placeholder position's rank within its block
+  at::Tensor cum;    // int64 (blocks, K): running count of each slot, block by block
 };
 
 Classified classify(const at::Tensor& ids, const Sources& s, unsigned long long* first_bad,
                     cudaStream_t stream) {
   const int64_t total = ids.numel();
+  const int64_t blocks = blocks_for(total);
   Classified c{at::empty({total}, ids.options().dtype(at::kInt)),
-               at::zeros({total, s.slots}, ids.options())};
+               at::empty({total}, ids.options().dtype(at::kInt)),
+               at::empty({blocks, s.slots}, ids.options())};
   if (total > 0) {
-    classify_kernel<<<blocks_for(total), kMaxThreads, 0, stream>>>(
+    classify_kernel<<<static_cast<unsigned>(blocks), kMaxThreads, 0, stream>>>(
         ids.const_data_ptr<int64_t>(), total, s, c.slot.data_ptr<int32_t>(),
-        c.cum.data_ptr<int64_t>(), first_bad);
+        c.local.data_ptr<int32_t>(), c.cum.data_ptr<int64_t>(), first_bad);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
     if (s.slots > 0) c.cum = c.cum.cumsum(0);
   }
@@ -165,7 +226,8 @@ struct LaunchMerge {
     const auto blocks = static_cast<unsigned>(ids.numel());  // one block per output row
     merge_rows_kernel<unit_t><<<blocks, threads_for(units), 0, stream>>>(
         ids.const_data_ptr<int64_t>(), c.slot.const_data_ptr<int32_t>(),
-        c.cum.const_data_ptr<int64_t>(), s, static_cast<char*>(out.data_ptr()), units);
+        c.local.const_data_ptr<int32_t>(), c.cum.const_data_ptr<int64_t>(), s,
+        static_cast<char*>(out.data_ptr()), units);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   }
 };
@@ -177,7 +239,8 @@ struct LaunchGather {
     const int64_t units = row_bytes / static_cast<int64_t>(sizeof(unit_t));
     const auto blocks = static_cast<unsigned>(grad.size(0));  // one block per position
     gather_grads_kernel<unit_t><<<blocks, threads_for(units), 0, stream>>>(
-        c.slot.const_data_ptr<int32_t>(), c.cum.const_data_ptr<int64_t>(), s, dst,
+        c.slot.const_data_ptr<int32_t>(), c.local.const_data_ptr<int32_t>(),
+        c.cum.const_data_ptr<int64_t>(), s, dst,
         static_cast<const char*>(grad.const_data_ptr()), grad.stride(0) * grad.element_size(),
         units);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
@@ -202,14 +265,14 @@ at::Tensor packed_merge_cuda(const at::Tensor& input_ids, const at::Tensor& weig
     check_counts(zeros.data(), in.sources);
   } else if (validate) {
     // the one host synchronisation: slot counts and the first bad position, in one copy
-    const at::Tensor found = at::cat({c.cum[total - 1], bad}).cpu();
+    const at::Tensor found = at::cat({c.cum[c.cum.size(0) - 1], bad}).cpu();
     const int64_t* host = found.const_data_ptr<int64_t>();
     const int64_t t = host[in.sources.slots];
     if (t < total) fail_text_id(in.ids[t].item<int64_t>(), t, input_ids.sizes(), in.sources.vocab);
     check_counts(host, in.sources);
   } else if (in.sources.slots > 0) {
-    check_counts_kernel<<<1, kMaxSlots, 0, stream>>>(c.cum[total - 1].const_data_ptr<int64_t>(),
-                                                     in.sources);
+    check_counts_kernel<<<1, kMaxSlots, 0, stream>>>(
+        c.cum[c.cum.size(0) - 1].const_data_ptr<int64_t>(), in.sources);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   }
   // every row is written below, so no zero fill
@@ -265,13 +328,25 @@ std::tuple<at::Tensor, std::vector<at::Tensor>> packed_merge_backward_cuda(
     const auto sorted_keys = keys.sort(/*stable=*/true, /*dim=*/0, /*descending=*/false);
     const at::Tensor& sorted = std::get<0>(sorted_keys);
     const at::Tensor& order = std::get<1>(sorted_keys);
+    const int64_t total = ids.numel();
+    const int64_t chunks = chunks_of(total);
+    const int threads = threads_for((hidden + kSumTile - 1) / kSumTile);
+    const dim3 grid(static_cast<unsigned>(chunks),
+                    static_cast<unsigned>((hidden + threads * kSumTile - 1) / (threads * kSumTile)));
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad.scalar_type(),
                                     "packed_merge_backward_cuda", [&] {
-      const auto blocks = static_cast<unsigned>(ids.numel());  // most exit at once
-      table_grad_kernel<scalar_t><<<blocks, threads_for(hidden), 0, stream>>>(
-          sorted.const_data_ptr<int64_t>(), order.const_data_ptr<int64_t>(), ids.numel(),
-          vocab_size, grad.const_data_ptr<scalar_t>(), grad.stride(0), table.data_ptr<scalar_t>(),
-          hidden);
+      using acc_t = at::opmath_type<scalar_t>;
+      // only the slots of spanning rows are ever written and read, so no zero fill
+      at::Tensor partials = at::empty({chunks * 2 * hidden},
+                                      grad.options().dtype(c10::CppTypeToScalarType<acc_t>::value));
+      table_grad_kernel<scalar_t, acc_t><<<grid, threads, 0, stream>>>(
+          sorted.const_data_ptr<int64_t>(), order.const_data_ptr<int64_t>(), total, vocab_size,
+          grad.const_data_ptr<scalar_t>(), grad.stride(0), table.data_ptr<scalar_t>(),
+          partials.data_ptr<acc_t>(), hidden);
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+      combine_partials_kernel<scalar_t, acc_t><<<grid, threads, 0, stream>>>(
+          sorted.const_data_ptr<int64_t>(), total, vocab_size, partials.const_data_ptr<acc_t>(),
+          table.data_ptr<scalar_t>(), hidden);
       C10_CUDA_KERNEL_LAUNCH_CHECK();
     });
   }

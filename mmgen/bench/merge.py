@@ -2,6 +2,7 @@
 
     mmgen bench merge            # T=16384, H=2048, V=32000, fp32 and bf16, 2 threads
     mmgen bench merge --small    # a few seconds
+    mmgen bench merge --device cuda   # on the GPU: GB/s also as a share of the device's peak
 
 Paths, all on the same inputs (25% placeholder tokens in runs of 256-576):
   hf              embedding, expanded bool mask, count check, masked_scatter (LLaVA-style)
@@ -52,7 +53,9 @@ class Inputs:
     grad: torch.Tensor
 
 
-def make_inputs(tokens: int, hidden: int, vocab: int, dtype: torch.dtype, seed: int = 0) -> Inputs:
+def make_inputs(
+    tokens: int, hidden: int, vocab: int, dtype: torch.dtype, seed: int = 0, device: str = "cpu"
+) -> Inputs:
     gen = torch.Generator().manual_seed(seed)
     ids = torch.randint(0, vocab, (tokens,), generator=gen)
     # a 256-576 placeholder run in every 4x-longer stretch: ~25% placeholder tokens
@@ -65,14 +68,14 @@ def make_inputs(tokens: int, hidden: int, vocab: int, dtype: torch.dtype, seed: 
     is_placeholder = ids == PLACEHOLDER
     n = int(is_placeholder.sum())
     return Inputs(
-        input_ids=ids,
-        weight=torch.randn(vocab, hidden, generator=gen).to(dtype),
-        features=torch.randn(n, hidden, generator=gen).to(dtype),
-        is_placeholder=is_placeholder,
-        text_ids=ids.masked_fill(is_placeholder, 0),
-        positions=is_placeholder.nonzero().squeeze(1),
-        spare_ids=ids.masked_fill(is_placeholder, vocab),
-        grad=torch.randn(tokens, hidden, generator=gen).to(dtype),
+        input_ids=ids.to(device),
+        weight=torch.randn(vocab, hidden, generator=gen).to(device, dtype),
+        features=torch.randn(n, hidden, generator=gen).to(device, dtype),
+        is_placeholder=is_placeholder.to(device),
+        text_ids=ids.masked_fill(is_placeholder, 0).to(device),
+        positions=is_placeholder.nonzero().squeeze(1).to(device),
+        spare_ids=ids.masked_fill(is_placeholder, vocab).to(device),
+        grad=torch.randn(tokens, hidden, generator=gen).to(device, dtype),
     )
 
 
@@ -104,7 +107,7 @@ class Prealloc:
         self.out = torch.empty_like(x.grad)
         vocab, hidden = x.weight.shape
         # one spare row takes the placeholder positions' gradient: no gather of the text rows
-        self.grad_table = torch.empty(vocab + 1, hidden, dtype=x.weight.dtype)
+        self.grad_table = x.weight.new_empty(vocab + 1, hidden)
         self.grad_features = torch.empty_like(x.features)
 
     def forward(self) -> torch.Tensor:
@@ -140,6 +143,8 @@ def measure(x: Inputs, rounds: int) -> dict[tuple[str, str], float]:
     steps["fwd", "copy-prealloc"] = partial(buffer.copy_, source)
     steps |= {("fwd+bwd", name): partial(train_step, fn) for name, fn in PATHS.items()}
     steps["fwd+bwd", "index-prealloc"] = prealloc.train_step
+    if x.grad.is_cuda:  # kernels run asynchronously: time each call until its work is done
+        steps = {key: partial(_synchronized, step) for key, step in steps.items()}
     for step in steps.values():
         step()  # warm-up
     # round-robin: load from other users of the machine hits every path alike, so ratios hold
@@ -148,6 +153,12 @@ def measure(x: Inputs, rounds: int) -> dict[tuple[str, str], float]:
         for key, step in steps.items():
             samples[key].append(time_fn(step, warmup=0, repeat=1))
     return {key: statistics.median(values) for key, values in samples.items()}
+
+
+def _synchronized(step):
+    result = step()
+    torch.cuda.synchronize()
+    return result
 
 
 def _check(x: Inputs, prealloc: Prealloc, train_step) -> None:
@@ -175,32 +186,62 @@ def traffic(x: Inputs, step: str) -> int:
     return forward + rows + ids + grads
 
 
-def rows_for(dtype_name: str, x: Inputs, ms: dict[tuple[str, str], float]) -> list[list]:
+def rows_for(
+    dtype_name: str, x: Inputs, ms: dict[tuple[str, str], float], peak_gbps: float | None = None
+) -> list[list]:
     rows = []
     for (step, path), value in ms.items():
         gbps = traffic(x, step) / value / 1e6
         ratios = [ms[step, b] / value if (step, b) in ms else "-" for b in BASELINES]
-        rows.append([dtype_name, step, path, value, gbps, *ratios])
+        share = [100 * gbps / peak_gbps] if peak_gbps else []
+        rows.append([dtype_name, step, path, value, gbps, *share, *ratios])
     return sorted(rows, key=lambda r: (r[1] != "fwd", ORDER.index(r[2])))
 
 
+def peak_bandwidth_gbps(device: int | str = 0) -> float:
+    """The GPU's peak memory bandwidth in GB/s (from its memory clock and bus width)."""
+    props = torch.cuda.get_device_properties(device)
+    return memory_bandwidth_gbps(props.memory_clock_rate, props.memory_bus_width)
+
+
+def memory_bandwidth_gbps(memory_clock_khz: float, bus_width_bits: int) -> float:
+    """Double data rate: two transfers of the bus width per memory clock (an H100 SXM's 2619 MHz
+    HBM3 on a 5120-bit bus gives 3352 GB/s)."""
+    return 2 * memory_clock_khz * 1e3 * bus_width_bits / 8 / 1e9
+
+
 def run(
-    *, tokens: int, hidden: int, vocab: int, threads: int, dtypes: list[str], as_json: bool
+    *,
+    tokens: int,
+    hidden: int,
+    vocab: int,
+    threads: int,
+    dtypes: list[str],
+    as_json: bool,
+    device: str = "cpu",
 ) -> str:
+    """The table; on ``device="cuda"`` every path runs on the current GPU, timed until its work
+    is done, with a ``% peak`` column: achieved GB/s against the device's peak bandwidth."""
+    cuda = device == "cuda"
+    if cuda and not torch.cuda.is_available():
+        raise RuntimeError("bench merge: --device cuda, but no CUDA GPU is visible")
+    peak = peak_bandwidth_gbps() if cuda else None
+    columns = (*COLUMNS[:5], "% peak", *COLUMNS[5:]) if cuda else COLUMNS
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     rows = []
     rounds = 11 if tokens * hidden >= 1 << 22 else 31  # small cases are cheap: more samples
     try:
         for name in dtypes:
-            x = make_inputs(tokens, hidden, vocab, DTYPES[name])
-            rows += rows_for(name, x, measure(x, rounds))
+            x = make_inputs(tokens, hidden, vocab, DTYPES[name], device=device)
+            rows += rows_for(name, x, measure(x, rounds), peak)
             placeholders = int(x.is_placeholder.sum())
     finally:
         torch.set_num_threads(before)  # the caller's setting (tests run it in-process)
+    where = {"device": torch.cuda.get_device_name(), "peak_GB/s": round(peak)} if cuda else {}
     return emit(
         "packed embedding merge (median ms; x NAME = that path's time / this path's time)",
-        COLUMNS,
+        columns,
         rows,
         as_json=as_json,
         tokens=tokens,
@@ -209,4 +250,5 @@ def run(
         placeholder_tokens=f"{placeholders} ({placeholders / max(tokens, 1):.0%})",
         threads=threads,
         torch=torch.__version__,
+        **where,
     )

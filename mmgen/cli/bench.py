@@ -28,9 +28,15 @@ def merge(
     dtype: Annotated[
         list[str] | None, typer.Option(help="fp32 or bf16; repeat for both (default both).")
     ] = None,
+    device: Annotated[
+        str, typer.Option(help="cpu, or cuda: the current GPU, with GB/s against its peak.")
+    ] = "cpu",
 ) -> None:
     """packed_merge vs the HF-style, index and copy paths, fresh and preallocated; fwd, fwd+bwd."""
     from mmgen.bench.merge import DTYPES, run
+
+    if device not in ("cpu", "cuda"):
+        raise typer.BadParameter(f"--device must be cpu or cuda, got {device!r}")
 
     dtypes = dtype or list(DTYPES)
     unknown = sorted(set(dtypes) - set(DTYPES))
@@ -40,7 +46,14 @@ def merge(
     t, h, v = (
         given or fallback for given, fallback in zip((tokens, hidden, vocab), default, strict=True)
     )
-    typer.echo(run(tokens=t, hidden=h, vocab=v, threads=threads, dtypes=dtypes, as_json=as_json))
+    try:
+        table = run(
+            tokens=t, hidden=h, vocab=v, threads=threads, dtypes=dtypes, as_json=as_json,
+            device=device,
+        )  # fmt: skip
+    except RuntimeError as exc:  # no GPU visible
+        raise typer.BadParameter(str(exc)) from None
+    typer.echo(table)
 
 
 # --- pack (token-budget packing) ---
@@ -107,6 +120,41 @@ def step(
     sizes = SMALL if small else Sizes()
     given = {"samples": samples, "capacity": capacity, "batch_size": batch_size, "rounds": rounds,
              "hidden": hidden, "layers": layers}  # fmt: skip
+    sizes = replace(sizes, **{k: v for k, v in given.items() if v is not None})
+    typer.echo(run(sizes, threads=threads, as_json=as_json))
+
+
+# --- tokens (audio embeddings: whole window vs real length) ---
+@app.command("tokens")
+def tokens(
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    small: bool = typer.Option(
+        False, "--small", help="16 clips, 2048-token packs, a 64-wide LLM: a few seconds."
+    ),
+    clips: int | None = typer.Option(
+        None, "--clips", min=2, help="Clips in the mix (default 96; 16 with --small)."
+    ),
+    capacity: int | None = typer.Option(
+        None, "--capacity", min=1024, help="Tokens per packed step (default 4096)."
+    ),
+    rounds: int | None = typer.Option(
+        None, "--rounds", min=1, help="Timed passes over all packs per row (default 3)."
+    ),
+    hidden: int | None = typer.Option(
+        None, "--hidden", min=8, help="LLM hidden size (default 256; 64 with --small)."
+    ),
+    layers: int | None = typer.Option(None, "--layers", min=1, help="LLM layers (default 4)."),
+    threads: int = typer.Option(1, "--threads", min=1, help="torch CPU threads."),
+) -> None:
+    """Speech-like clips (1-30 s, lognormal around 5 s): LLM positions per clip and useful
+    tokens/s of a packed step, a whole Whisper window per clip vs the real clip length."""
+    from dataclasses import replace
+
+    from mmgen.bench.tokens import SMALL, Sizes, run
+
+    sizes = SMALL if small else Sizes()
+    given = {"clips": clips, "capacity": capacity, "rounds": rounds, "hidden": hidden,
+             "layers": layers}  # fmt: skip
     sizes = replace(sizes, **{k: v for k, v in given.items() if v is not None})
     typer.echo(run(sizes, threads=threads, as_json=as_json))
 

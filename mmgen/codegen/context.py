@@ -152,6 +152,15 @@ def config_fields(spec: Spec) -> list[ConfigField]:
         ConfigField("downsample_mode", "str", enc.downsample.mode, "avg or concat"),
         ConfigField("downsample_factor", "int", enc.downsample.factor, "tokens merged into one"),
     ]
+    if spec.length is not None:
+        fields.append(
+            ConfigField(
+                "max_windows",
+                "int",
+                spec.length.max_windows,
+                "encoder windows kept per item (a longer input is cut)",
+            )
+        )
     if enc.frames is not None:
         fields.append(
             ConfigField(
@@ -189,6 +198,7 @@ def num_embeddings_code(spec: Spec, fields: list[ConfigField]) -> dict[str, Any]
         }  # fmt: skip
     formula = parse(spec.num_embeddings)
     hf = spec.encoder.kind == "transformers"
+    processor = f"self.{processor_attribute(spec.processor.class_ or '')}"
     # the encoder's fields: its transformers config, a timm encoder's TimmInfo, or the options
     encoder = "self.encoder_config" if hf else "self.config.encoder_options"
     expression = to_python(
@@ -196,8 +206,18 @@ def num_embeddings_code(spec: Spec, fields: list[ConfigField]) -> dict[str, Any]
         shape="value.shape",
         encoder="self.encoder_info" if timm else encoder,
         config="self.config",
+        processor=processor,
+        length="length",
         keyed=() if hf or timm else ("encoder",),
     )
+    window = None
+    if spec.length is not None:
+        window = spec.length.window
+        window = (
+            str(window)
+            if isinstance(window, int)
+            else to_python(window, encoder=encoder, config="self.config", processor=processor)
+        )
     top = formula.tree.body
     # ceil, floor, int and one-argument round always give an int: no whole-number check needed
     whole = isinstance(top, ast.Call) and (
@@ -209,11 +229,17 @@ def num_embeddings_code(spec: Spec, fields: list[ConfigField]) -> dict[str, Any]
         "expression": expression,
         "whole": whole,
         "uses_math": bool(formula.functions & {"ceil", "floor"}),
-        "reads_encoder_config": hf and bool(formula.encoder_fields),
+        "reads_encoder_config": hf and bool(formula.encoder_fields | _window_encoder_fields(spec)),
+        "window": window,  # one encoder window's length (a spec with a `length` block)
         "uses_shape": formula.uses_shape,  # the count follows the processed value's shape
         "numeric": numeric,  # whose output shape the config fixes
         "timm": timm,  # whose input size the model fixes
     }
+
+
+def _window_encoder_fields(spec: Spec) -> frozenset[str]:
+    window = spec.length.window if spec.length is not None else None
+    return parse(window).encoder_fields if isinstance(window, str) else frozenset()
 
 
 def processor_attribute(class_name: str) -> str:
@@ -263,6 +289,9 @@ def context_errors(spec: Spec) -> list[SpecError]:
     fields = {f.name: f for f in config_fields(spec)}
     if isinstance(spec.num_embeddings, str):
         formula = parse(spec.num_embeddings)
+        if formula.processor_fields and spec.processor.kind != "transformers":
+            message = "processor.<field> reads a transformers processor; this one is not"
+            errors.append(spec.error(("num_embeddings",), message))
         for name in sorted(formula.config_fields):
             if name not in fields:
                 hint = did_you_mean(name, fields, listing=True)

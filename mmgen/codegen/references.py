@@ -64,6 +64,8 @@ def reference_errors(spec: Spec) -> list[SpecError]:
             errors.append(spec.error(("projector", "activation"), message))
     if "encoder" in classes:
         errors += _encoder_config_errors(spec, classes["encoder"])
+    if "processor" in classes:
+        errors += _processor_field_errors(spec, classes["processor"])
     if spec.encoder.kind == "timm":
         errors += _timm_errors(spec)
     return sorted(errors, key=error_line)
@@ -109,9 +111,8 @@ def _encoder_config_errors(spec: Spec, encoder_class: str) -> list[SpecError]:
     """Fields of the encoder's config that the formula reads (``encoder.image_size``) and that
     the test block's tiny encoder sets: a misspelt one would be kept silently by transformers
     (the generated test would then build a full-size encoder)."""
-    fields = (
-        parse(spec.num_embeddings).encoder_fields if isinstance(spec.num_embeddings, str) else ()
-    )
+    located = [(loc, field) for loc, f in _formulas(spec) for field in sorted(f.encoder_fields)]
+    fields = [field for _, field in located]
     tiny = spec.test.encoder or {}
     if not fields and not tiny:
         return []
@@ -126,11 +127,8 @@ def _encoder_config_errors(spec: Spec, encoder_class: str) -> list[SpecError]:
     known += list(getattr(defaults, "attribute_map", {}))
     name = config_class.__name__
     errors = [
-        spec.error(
-            ("num_embeddings",),
-            f"encoder.{field} is not a field of {name}{_hint(field, known)}",
-        )
-        for field in sorted(fields)
+        spec.error(loc, f"encoder.{field} is not a field of {name}{_hint(field, known)}")
+        for loc, field in located
         if not hasattr(defaults, field)
     ]
     errors += [
@@ -144,6 +142,42 @@ def _encoder_config_errors(spec: Spec, encoder_class: str) -> list[SpecError]:
         except Exception:  # a field the config refuses: the generated test fails on it itself
             return errors
         errors += count_errors(spec, {f: getattr(built, f) for f in fields})
+    return errors
+
+
+def _formulas(spec: Spec) -> list[tuple[tuple, Any]]:
+    """The spec's checked formulas with where they are: num_embeddings, the length window."""
+    found = []
+    if isinstance(spec.num_embeddings, str):
+        found.append((("num_embeddings",), parse(spec.num_embeddings)))
+    if spec.length is not None and isinstance(spec.length.window, str):
+        found.append((("length", "window"), parse(spec.length.window)))
+    return found
+
+
+def _processor_field_errors(spec: Spec, processor_class: str) -> list[SpecError]:
+    """``processor.<field>`` in a formula must be a number on the processor the generated test
+    builds (the test block's tiny one, else the class's defaults)."""
+    wanted = [(loc, field) for loc, f in _formulas(spec) for field in sorted(f.processor_fields)]
+    if not wanted:
+        return []
+    import transformers
+
+    try:
+        processor = getattr(transformers, processor_class)(**(spec.test.processor or {}))
+    except Exception:  # needs files or arguments: checked when the generated test runs
+        return []
+    known = [k for k in vars(processor) if not k.startswith("_")]
+    errors = []
+    for loc, field in wanted:
+        value = getattr(processor, field, None)
+        if not hasattr(processor, field):
+            message = f"processor.{field} is not a field of {processor_class}{_hint(field, known)}"
+        elif isinstance(value, bool) or not isinstance(value, (int, float)):
+            message = f"processor.{field} is {value!r} on {processor_class}, not a number"
+        else:
+            continue
+        errors.append(spec.error(loc, message))
     return errors
 
 

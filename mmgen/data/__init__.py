@@ -8,6 +8,7 @@ from mmgen.lazy import lazy_names
 
 _LAZY = {
     "MultimodalProcessor": "mmgen.data.processor",
+    "add_boundary_tokens": "mmgen.data.processor",
     "ProcessedSample": "mmgen.data.sample",
     "ModalityItem": "mmgen.data.sample",
     "MultimodalDataset": "mmgen.data.dataset",

@@ -68,6 +68,10 @@ class MultimodalProcessor:
             returns ``None`` and counts it in ``self.skipped``.
         chat_template: ``"auto"`` (the tokenizer's template, else the plain format), ``"plain"``
             (always the plain format, see ``mmgen.data.chat.plain_segments``) or a Jinja template.
+        boundary_tokens: name -> ``(start, end)`` tokens around each of its items (either may be
+            ``None``), as Qwen2-VL's ``<|vision_start|>``; each must be one token of the
+            tokenizer (``add_boundary_tokens`` adds new ones). Default: the processor config's
+            ``boundary_start`` and ``boundary_end``.
     """
 
     def __init__(
@@ -82,6 +86,7 @@ class MultimodalProcessor:
         truncation: Literal["shorten", "error"] = "shorten",
         on_error: Literal["raise", "skip"] = "raise",
         chat_template: str = "auto",
+        boundary_tokens: Mapping[str, tuple[str | None, str | None]] | None = None,
     ) -> None:
         if not processors:
             raise ConfigError("MultimodalProcessor needs at least one modality processor")
@@ -105,6 +110,12 @@ class MultimodalProcessor:
             n: int(ids.get(n, default_placeholder_id(k))) for k, n in enumerate(self.names)
         }
         self._check_placeholders()
+        given = boundary_tokens or {}
+        self.boundary_tokens = {
+            n: tuple(given[n]) if n in given else boundary_of(self.processors[n].config)
+            for n in self.names
+        }
+        self._check_boundary_tokens()
         by_length = sorted(self.placeholder_tokens.values(), key=len, reverse=True)
         self._pattern = re.compile("|".join(re.escape(token) for token in by_length))
         self._name_of = {token: name for name, token in self.placeholder_tokens.items()}
@@ -327,6 +338,7 @@ class MultimodalProcessor:
             "loaders": {name: loader.name for name, loader in self.loaders.items()},
             "placeholder_tokens": dict(self.placeholder_tokens),
             "placeholder_ids": dict(self.placeholder_ids),
+            "boundary_tokens": {n: list(t) for n, t in self.boundary_tokens.items() if any(t)},
             "max_length": self.max_length,
             "truncation": self.truncation,
             "on_error": self.on_error,
@@ -408,11 +420,31 @@ class MultimodalProcessor:
             for match in self._pattern.finditer(segment.text):
                 if match.start() > cursor:
                     pieces.append((segment.text[cursor : match.start()], segment.trainable))
-                pieces.append((_Placeholder(self._name_of[match.group()]), False))
+                name = self._name_of[match.group()]
+                start, end = self.boundary_tokens[name]
+                if start is not None:  # boundary tokens: one token each, never learnt
+                    pieces.append((start, False))
+                pieces.append((_Placeholder(name), False))
+                if end is not None:
+                    pieces.append((end, False))
                 cursor = match.end()
             if cursor < len(segment.text):
                 pieces.append((segment.text[cursor:], segment.trainable))
         return pieces
+
+    def _check_boundary_tokens(self) -> None:
+        for name, tokens in self.boundary_tokens.items():
+            for token in tokens:
+                if token is None:
+                    continue
+                if token in self.placeholder_tokens.values():
+                    raise ConfigError(f"boundary token {token!r} of {name!r} is a placeholder")
+                ids = self.tokenizer(token, add_special_tokens=False)["input_ids"]
+                if len(ids) != 1:
+                    raise ConfigError(
+                        f"boundary token {token!r} of {name!r} is {len(ids)} tokens of the"
+                        " tokenizer, not one: add it first (mmgen.data.add_boundary_tokens)"
+                    )
 
     def _check_counts(self, row: Row, pieces: list[tuple[str | _Placeholder, bool]]) -> None:
         found = Counter(p.name for p, _ in pieces if isinstance(p, _Placeholder))
@@ -518,3 +550,21 @@ def _processor_option(processor: BaseModalityProcessor, option: str) -> Any:
         if value is not None:
             return value
     return None
+
+
+def boundary_of(config: Any) -> tuple[str | None, str | None]:
+    """A modality config's ``(boundary_start, boundary_end)`` tokens (``None`` where unset)."""
+    tokens = (getattr(config, "boundary_start", None), getattr(config, "boundary_end", None))
+    return tuple(t if isinstance(t, str) and t else None for t in tokens)  # type: ignore[return-value]
+
+
+def add_boundary_tokens(tokenizer: Any, configs: Mapping[str, Any]) -> list[str]:
+    """Add the boundary tokens of the modality ``configs`` that ``tokenizer`` lacks, as special
+    tokens (never split, never merged with their neighbours); return the ones added. The LLM's
+    embedding table must then grow to ``len(tokenizer)`` rows."""
+    wanted = [t for config in configs.values() for t in boundary_of(config) if t is not None]
+    vocab = tokenizer.get_vocab()
+    new = list(dict.fromkeys(t for t in wanted if t not in vocab))
+    if new:
+        tokenizer.add_tokens(new, special_tokens=True)
+    return new

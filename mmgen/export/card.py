@@ -126,9 +126,11 @@ def _describe_modality(name: str, modality: Any, processor: Any, train: dict) ->
         act = getattr(config, "projector_activation", None)
         kind = type(projector).__name__
         facts.append(f"{kind} ({layers} layers, {act})" if layers and act else kind)
-    count = _num_embeddings(processor, name)
-    facts.append(f"{count} embeddings per item" if count else "embeddings per item: by its size")
+    facts.append(_embeddings_per_item(processor, name))
     facts.append(f"placeholder `{processor.placeholder_tokens[name]}`")
+    start, end = getattr(processor, "boundary_tokens", {}).get(name, (None, None))
+    if start or end:
+        facts.append(f"boundary tokens `{start or ''}` … `{end or ''}`")
     module = type(modality).__module__
     if not module.startswith("mmgen."):
         facts.append(f"code: `{module}` (install its project to load)")
@@ -152,6 +154,20 @@ def _encoder_origin(section: dict[str, Any]) -> str | None:
     if section.get("random_init") is not None:
         return "random init"
     return None
+
+
+def _embeddings_per_item(processor: Any, name: str) -> str:
+    mine = processor.processors[name]
+    window = getattr(mine, "window", None)
+    if isinstance(window, int) and hasattr(mine, "window_embeddings"):  # a spec's length block
+        most = getattr(mine.config, "max_windows", None)
+        full = mine.window_embeddings(window)
+        return (
+            f"embeddings follow the input's length ({full} per full window of {window}"
+            f"{f', at most {most} windows' if most else ''})"
+        )
+    count = _num_embeddings(processor, name)
+    return f"{count} embeddings per item" if count else "embeddings per item: by its size"
 
 
 def _num_embeddings(processor: Any, name: str) -> int | None:

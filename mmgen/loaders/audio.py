@@ -100,7 +100,8 @@ class RawAudioLoader(BaseModalityLoader):
 
     def measure(self, sample: dict[str, Any]) -> dict[str, Any] | None:
         """``frames``, ``sampling_rate``, ``channels`` and ``seconds`` as stored (before any
-        resampling), from the file header; nothing is decoded."""
+        resampling), from the file header, and ``samples``, the length ``load`` returns (after
+        resampling); nothing is decoded."""
         source = classify(sample)
         if source.kind in ("bytes", "path"):
             errors = (soundfile.LibsndfileError, RuntimeError, TypeError)
@@ -114,9 +115,19 @@ class RawAudioLoader(BaseModalityLoader):
         else:
             return None
         seconds = frames / rate if rate else None
+        samples = int(frames)
+        if self.sampling_rate and rate and rate != self.sampling_rate:
+            samples = resampled_length(samples, rate, self.sampling_rate)
         return {
             "frames": int(frames),
+            "samples": samples,
             "sampling_rate": rate,
             "channels": channels,
             "seconds": seconds,
         }
+
+
+def resampled_length(frames: int, rate: int, target: int) -> int:
+    """The samples soxr's ``resample`` gives for ``frames`` at ``rate`` resampled to ``target``:
+    ``frames * target / rate`` rounded half up (exact integer arithmetic)."""
+    return (2 * frames * target + rate) // (2 * rate)

@@ -54,6 +54,8 @@ class BaseModalityConfig(PretrainedConfig):
         hidden_size: width of the projected embeddings, i.e. the LLM's hidden size.
         max_batch_size: most modality items the encoder sees in one forward call.
         modality_type: the kind of data (``"image"``, ``"audio"``, ...); the loader default.
+        boundary_start, boundary_end: tokens placed before and after each item's embeddings
+            (``"<audio_start>"``; ``None``: none), added to the tokenizer when it lacks them.
         **kwargs: any JSON-serialisable fields, kept on the config. ``loader`` names the
             registered loader for this modality's dataset entries (default
             ``f"raw-{modality_type}"``).
@@ -66,6 +68,8 @@ class BaseModalityConfig(PretrainedConfig):
         hidden_size: int = 1024,
         max_batch_size: int = 32,
         modality_type: str | None = None,
+        boundary_start: str | None = None,
+        boundary_end: str | None = None,
         **kwargs: Any,
     ) -> None:
         # MultiMeditron's walkthrough passes its extra arguments as ``kwargs=kwargs``
@@ -73,6 +77,8 @@ class BaseModalityConfig(PretrainedConfig):
         self.hidden_size = hidden_size
         self.max_batch_size = max_batch_size
         self.modality_type = modality_type
+        self.boundary_start = boundary_start
+        self.boundary_end = boundary_end
         self.loader = kwargs.pop("loader", None)
         super().__init__(**kwargs)
 

@@ -58,6 +58,8 @@ def packed_attention_kwargs(
     attn_implementation: str | None,
     *,
     dtype: torch.dtype | None = None,
+    total: int | None = None,
+    validate: bool = True,
 ) -> dict[str, Any]:
     """Keyword arguments that make a HF decoder's attention exact on a packed row.
 
@@ -68,6 +70,12 @@ def packed_attention_kwargs(
         attn_implementation: the model's ``config._attn_implementation``.
         dtype: the model's compute dtype; the sdpa/eager mask is built in it (sdpa requires a
             float mask to match the query dtype). Defaults to float32.
+        total: T, the packed length (a host int, e.g. ``input_ids.shape[-1]``): sizes the
+            sdpa/eager mask without reading ``cu_seqlens``; must equal ``cu_seqlens[-1]``.
+        validate: ``False`` when ``cu_seqlens`` was built and checked on the host (the
+            collator's ``varlen_metadata``): the mask skips its host check of ``cu_seqlens``.
+            With ``total`` given, the mask is then built on CUDA without a host sync (the flash
+            and ``mmgen_varlen_sdpa`` keywords never read ``cu_seqlens``).
 
     Returns:
         For flash attention and ``mmgen_varlen_sdpa``: ``cu_seq_lens_q``, ``cu_seq_lens_k``,
@@ -95,7 +103,10 @@ def packed_attention_kwargs(
         }
     if impl in MASK_IMPLEMENTATIONS:
         mask_dtype = dtype if dtype is not None else torch.float32
-        return {"attention_mask": ops.block_diagonal_causal_mask(cu_seqlens, mask_dtype)}
+        mask = ops.block_diagonal_causal_mask(
+            cu_seqlens, mask_dtype, total=total, validate=validate
+        )
+        return {"attention_mask": mask}
     supported = ", ".join((*FLASH_IMPLEMENTATIONS, *MASK_IMPLEMENTATIONS, VARLEN_SDPA))
     raise ValueError(
         f"packed attention is not supported with attn_implementation={attn_implementation!r}: "

@@ -210,6 +210,7 @@ class MultimodalModel(PreTrainedModel):
         attention_mask: torch.Tensor | None = None,
         modalities: Mapping[str, ModalityBatch] | None = None,
         sample_ids: Sequence[str] | None = None,
+        validate_packing: bool = True,
         **kwargs: Any,
     ) -> CausalLMOutputWithPast:
         """Run a batch in the layout of ``mmgen.data.batch``.
@@ -219,6 +220,14 @@ class MultimodalModel(PreTrainedModel):
         ``attention_mask``. A 1-D ``input_ids`` without ``cu_seqlens`` is one sequence. Logits
         have ``input_ids.shape + (vocab,)``; ``loss`` is set when ``labels`` are given (the LLM's
         shifted cross-entropy; extra keywords such as ``num_items_in_batch`` reach it).
+
+        ``validate_packing=False``: the packed batch comes from ``PackedCollator``, which built
+        ``cu_seqlens``, ``max_seqlen`` and ``position_ids`` on the host and already set the
+        first label of every sample to -100. ``cu_seqlens`` is then neither checked against T
+        nor used to re-mask the labels, and the sdpa/eager mask is built with T and
+        ``validate=False``: with ``max_seqlen`` and ``position_ids`` given, the packing reads no
+        device value (no host sync on CUDA for it). ``mmgen train`` passes it (its batches come
+        from the collators; a padded batch ignores it).
         """
         inputs_embeds = self.embed(input_ids, modalities, sample_ids)
         if labels is not None:
@@ -237,7 +246,7 @@ class MultimodalModel(PreTrainedModel):
             from mmgen.model.attention import packed_attention_kwargs
 
             total = input_ids.shape[0]
-            if int(cu_seqlens[-1]) != total:
+            if validate_packing and int(cu_seqlens[-1]) != total:
                 raise ValueError(f"cu_seqlens ends at {int(cu_seqlens[-1])}, but T = {total}")
             if max_seqlen is None:
                 max_seqlen = int((cu_seqlens[1:] - cu_seqlens[:-1]).max()) if total else 0
@@ -245,10 +254,15 @@ class MultimodalModel(PreTrainedModel):
                 position_ids = _packed_position_ids(cu_seqlens.to(input_ids.device), total)
             kwargs.update(
                 packed_attention_kwargs(
-                    cu_seqlens, max_seqlen, self.attn_implementation, dtype=inputs_embeds.dtype
+                    cu_seqlens,
+                    max_seqlen,
+                    self.attn_implementation,
+                    dtype=inputs_embeds.dtype,
+                    total=total,
+                    validate=validate_packing,
                 )
             )
-            if labels is not None:
+            if labels is not None and validate_packing:
                 # no sample is a target of the one packed before it (the collator does this too)
                 labels = mask_first_labels(labels, cu_seqlens)
         elif packed and attention_mask is not None:

@@ -6,6 +6,16 @@ The kernels live in ``csrc/cpu/plan_packs.cpp``, ``csrc/cpu/varlen.cpp`` and
 
 Layout: N sequences laid end to end in T tokens; ``cu_seqlens`` (int32, ``(N+1,)``) holds their
 boundaries, from 0 to T.
+
+Host synchronisation on CUDA: by default (``validate=True``) every op reads ``cu_seqlens`` /
+``lengths`` on the host to check them and size its output, one host sync when they are on the
+GPU. With ``validate=False`` and every size the op needs given as a host int (``pad_varlen``:
+``max_seqlen``; ``unpad_varlen`` and ``block_diagonal_causal_mask``: ``total``;
+``varlen_metadata``: ``total`` and ``max_seqlen``) a CUDA call reads nothing back, so it can be
+captured in a CUDA graph; the same checks then run as device-side asserts (bad input fails the
+next synchronising CUDA call instead of raising). On the CPU reading costs nothing: the checks
+always run and a given size is always compared with the data (a wrong one is a ``ValueError``).
+The autograd backward of pad/unpad is sync-free on CUDA.
 """
 
 from __future__ import annotations
@@ -67,55 +77,93 @@ def plan_packs(
     )
 
 
-def varlen_metadata(lengths: torch.Tensor | Sequence[int]) -> VarlenMetadata:
+def varlen_metadata(
+    lengths: torch.Tensor | Sequence[int],
+    *,
+    total: int | None = None,
+    max_seqlen: int | None = None,
+    validate: bool = True,
+) -> VarlenMetadata:
     """``cu_seqlens``, ``position_ids``, ``seq_idx``, ``max_seqlen`` of sequences laid end to end.
 
-    ``lengths`` is ``(N,)`` (any integer dtype; outputs go to its device). On CUDA this reads the
-    lengths on the host once, to size the outputs.
+    ``lengths`` is ``(N,)`` (any integer dtype; outputs go to its device). ``total`` (T, the sum
+    of the lengths) and ``max_seqlen`` (the longest length), when given, must equal what the
+    lengths give. On CUDA this reads the lengths on the host once, to check them and size the
+    outputs, unless ``validate=False`` and both sizes are given (then sync-free, checked by
+    device-side asserts).
     """
-    _needs_values(lengths, "varlen_metadata: lengths")
-    lengths = _as_int(lengths, torch.int64, "varlen_metadata: lengths")
-    _fits_int32(lengths, "varlen_metadata")
-    return VarlenMetadata(*torch.ops.mmgen.varlen_metadata(lengths))
+    if total is None or max_seqlen is None:
+        _needs_values(lengths, "varlen_metadata: lengths")
+    lengths = _as_int(lengths, torch.int64, "varlen_metadata: lengths", validate)
+    total = _size(total, "varlen_metadata: total")
+    max_seqlen = _size(max_seqlen, "varlen_metadata: max_seqlen")
+    _fits_int32(lengths, "varlen_metadata", validate)
+    return VarlenMetadata(
+        *torch.ops.mmgen.varlen_metadata(
+            lengths, total=total, max_seqlen=max_seqlen, validate=validate
+        )
+    )
 
 
 def pad_varlen(
-    x: torch.Tensor, cu_seqlens: torch.Tensor, max_seqlen: int, value: float = 0.0
+    x: torch.Tensor,
+    cu_seqlens: torch.Tensor,
+    max_seqlen: int,
+    value: float = 0.0,
+    *,
+    validate: bool = True,
 ) -> torch.Tensor:
     """``(T, ...)`` packed rows -> ``(N, max_seqlen, ...)``, with ``value`` in the padding.
 
-    Differentiable (the backward is ``unpad_varlen``). ``cu_seqlens`` may stay on the CPU when
-    ``x`` is on CUDA.
+    Differentiable (the backward is ``unpad_varlen``, sync-free). ``cu_seqlens`` may stay on the
+    CPU when ``x`` is on CUDA (its copy to the device then synchronises). ``validate=False`` with
+    ``cu_seqlens`` on the GPU skips the host check of ``cu_seqlens``: sync-free, checked by
+    device-side asserts (``max_seqlen`` and ``x.shape[0]`` give every size).
     """
-    cu_seqlens = _as_int(cu_seqlens, torch.int32, "pad_varlen: cu_seqlens")
+    cu_seqlens = _as_int(cu_seqlens, torch.int32, "pad_varlen: cu_seqlens", validate)
+    max_seqlen = _size(max_seqlen, "pad_varlen: max_seqlen")
     if cu_seqlens.dim() != 1 or cu_seqlens.shape[0] == 0:
         shape = tuple(cu_seqlens.shape)
         raise ValueError(f"pad_varlen: cu_seqlens must be 1-D (N+1,) from 0, got shape {shape}")
-    if int(max_seqlen) < 0:
-        raise ValueError(f"pad_varlen: max_seqlen = {int(max_seqlen)} is negative")
+    if max_seqlen < 0:
+        raise ValueError(f"pad_varlen: max_seqlen = {max_seqlen} is negative")
     if isinstance(x, torch.Tensor) and not (x.dtype.is_floating_point or x.dtype.is_complex):
         info = torch.iinfo(x.dtype) if x.dtype != torch.bool else None
         low, high = (info.min, info.max) if info else (0, 1)
         whole = math.isfinite(value) and float(value) == int(value)
         if not whole or not low <= int(value) <= high:
             raise ValueError(f"pad_varlen: value {value} does not fit x's dtype {x.dtype}")
-    return torch.ops.mmgen.pad_varlen(x, cu_seqlens, int(max_seqlen), value)
+    return torch.ops.mmgen.pad_varlen(x, cu_seqlens, max_seqlen, value, validate=validate)
 
 
-def unpad_varlen(x: torch.Tensor, lengths: torch.Tensor | Sequence[int]) -> torch.Tensor:
+def unpad_varlen(
+    x: torch.Tensor,
+    lengths: torch.Tensor | Sequence[int],
+    *,
+    total: int | None = None,
+    validate: bool = True,
+) -> torch.Tensor:
     """``(N, S, ...)`` padded rows -> ``(T, ...)``: the first ``lengths[n]`` rows of every ``x[n]``.
 
-    The exact inverse of ``pad_varlen`` on the valid region; differentiable.
+    The exact inverse of ``pad_varlen`` on the valid region; differentiable. ``total`` (T, the
+    sum of the lengths), when given, must equal it; on CUDA, ``validate=False`` with ``total``
+    given and ``lengths`` on the GPU is sync-free (checked by device-side asserts).
     """
-    _needs_values(lengths, "unpad_varlen: lengths")
-    _needs_values(x, "unpad_varlen: x")
-    lengths = _as_int(lengths, torch.int64, "unpad_varlen: lengths")
-    _fits_int32(lengths, "unpad_varlen")
-    return torch.ops.mmgen.unpad_varlen(x, lengths)
+    if total is None:
+        _needs_values(lengths, "unpad_varlen: lengths")
+        _needs_values(x, "unpad_varlen: x")
+    lengths = _as_int(lengths, torch.int64, "unpad_varlen: lengths", validate)
+    total = _size(total, "unpad_varlen: total")
+    _fits_int32(lengths, "unpad_varlen", validate)
+    return torch.ops.mmgen.unpad_varlen(x, lengths, total=total, validate=validate)
 
 
 def block_diagonal_causal_mask(
-    cu_seqlens: torch.Tensor, dtype: torch.dtype = torch.float32
+    cu_seqlens: torch.Tensor,
+    dtype: torch.dtype = torch.float32,
+    *,
+    total: int | None = None,
+    validate: bool = True,
 ) -> torch.Tensor:
     """The ``(1, 1, T, T)`` additive mask that keeps packed sequences apart in attention.
 
@@ -123,17 +171,43 @@ def block_diagonal_causal_mask(
     elsewhere. HF models take it as ``attention_mask`` with sdpa and eager attention; pass the
     model's dtype (sdpa requires the mask to match the query dtype). T x T memory: prefer the
     flash-attention varlen path for long packs (``mmgen.model.attention.packed_attention_kwargs``).
+
+    ``total`` (T, the last boundary), when given, must equal ``cu_seqlens[-1]``; on CUDA,
+    ``validate=False`` with ``total`` given is sync-free (checked by device-side asserts).
     """
-    _needs_values(cu_seqlens, "block_diagonal_causal_mask: cu_seqlens")
-    cu_seqlens = _as_int(cu_seqlens, torch.int32, "block_diagonal_causal_mask: cu_seqlens")
-    return torch.ops.mmgen.block_diagonal_causal_mask(cu_seqlens, dtype)
+    if total is None:
+        _needs_values(cu_seqlens, "block_diagonal_causal_mask: cu_seqlens")
+    name = "block_diagonal_causal_mask: cu_seqlens"
+    cu_seqlens = _as_int(cu_seqlens, torch.int32, name, validate)
+    total = _size(total, "block_diagonal_causal_mask: total")
+    return torch.ops.mmgen.block_diagonal_causal_mask(
+        cu_seqlens, dtype, total=total, validate=validate
+    )
 
 
-def _fits_int32(lengths: torch.Tensor, op: str) -> None:
+def _size(value: int | None, name: str) -> int | None:
+    """A host size as an int (``None`` stays ``None``). Tensors are refused (reading a device
+    tensor here would be the host sync the size is given to avoid), and so are floats."""
+    if value is None:
+        return None
+    if isinstance(value, bool | float | str | bytes) or torch.is_tensor(value):
+        raise TypeError(f"{name} must be a host int, got {type(value).__name__}")
+    return int(value)
+
+
+def _checks_values(values: torch.Tensor, validate: bool) -> bool:
+    """Whether the host may read ``values`` to check them: not on the meta device (no values),
+    not while torch.compile traces (a branch on data breaks the graph), and not on a GPU under
+    ``validate=False`` (sync-free: the device-side asserts check there)."""
+    if values.device.type == "meta" or torch.compiler.is_compiling():
+        return False
+    return validate or values.device.type == "cpu"
+
+
+def _fits_int32(lengths: torch.Tensor, op: str, validate: bool = True) -> None:
     """One length past int32 would wrap the kernels' int64 running total (``[1, 2**63 - 1]``
     summed to a negative number that passed their check): refuse it here."""
-    # (not while torch.compile traces: a value check there would break the graph)
-    if lengths.numel() and lengths.device.type != "meta" and not torch.compiler.is_compiling():
+    if lengths.numel() and _checks_values(lengths, validate):
         longest, at = (int(v) for v in lengths.reshape(-1).max(0))
         if longest > torch.iinfo(torch.int32).max:
             raise ValueError(
@@ -151,7 +225,9 @@ def _needs_values(values: object, name: str) -> None:
         )
 
 
-def _as_int(values: torch.Tensor | Sequence[int], dtype: torch.dtype, name: str) -> torch.Tensor:
+def _as_int(
+    values: torch.Tensor | Sequence[int], dtype: torch.dtype, name: str, validate: bool = True
+) -> torch.Tensor:
     """``values`` as an integer tensor of ``dtype``; floats are refused, not truncated."""
     if not isinstance(values, torch.Tensor):
         values = torch.as_tensor(values)
@@ -160,8 +236,7 @@ def _as_int(values: torch.Tensor | Sequence[int], dtype: torch.dtype, name: str)
     if values.dtype.is_floating_point or values.dtype.is_complex or values.dtype == torch.bool:
         raise TypeError(f"{name} must hold integers, got {values.dtype}")
     narrowing = values.dtype != dtype and values.dtype.itemsize > dtype.itemsize
-    # meta tensors hold no values to check; torch.compile's trace must not branch on them
-    if narrowing and values.device.type != "meta" and not torch.compiler.is_compiling():
+    if narrowing and _checks_values(values, validate):
         # narrowing wraps silently (2**32 + 2 would act as 2): check the range first
         info = torch.iinfo(dtype)
         low, high = int(values.min()), int(values.max())
@@ -172,7 +247,12 @@ def _as_int(values: torch.Tensor | Sequence[int], dtype: torch.dtype, name: str)
 
 
 # --- fake kernels: shapes for meta tensors and torch.compile. Sizes that depend on the data
-# (T, the longest length) become unbacked symbolic ints from the dynamic-size API.
+# (T, the longest length) become unbacked symbolic ints from the dynamic-size API, unless given
+# as host ints; then the shapes are static and plain meta tensors work too.
+
+
+def _dynamic_size():
+    return torch.library.get_ctx().new_dynamic_size()
 
 
 @torch.library.register_fake("mmgen::plan_packs")
@@ -181,9 +261,9 @@ def _plan_packs_fake(lengths, capacity, strategy="bfd", items=None, max_items=No
 
 
 @torch.library.register_fake("mmgen::varlen_metadata")
-def _varlen_metadata_fake(lengths):
-    ctx = torch.library.get_ctx()
-    total, longest = ctx.new_dynamic_size(), ctx.new_dynamic_size()
+def _varlen_metadata_fake(lengths, *, total=None, max_seqlen=None, validate=True):
+    total = _dynamic_size() if total is None else total
+    longest = _dynamic_size() if max_seqlen is None else max_seqlen
     return (
         lengths.new_empty(lengths.shape[0] + 1, dtype=torch.int32),
         lengths.new_empty(total, dtype=torch.int64),
@@ -193,36 +273,41 @@ def _varlen_metadata_fake(lengths):
 
 
 @torch.library.register_fake("mmgen::pad_varlen")
-def _pad_varlen_fake(x, cu_seqlens, max_seqlen, value=0):
+def _pad_varlen_fake(x, cu_seqlens, max_seqlen, value=0, *, validate=True):
     return x.new_empty((cu_seqlens.shape[0] - 1, max_seqlen, *x.shape[1:]))
 
 
 @torch.library.register_fake("mmgen::unpad_varlen")
-def _unpad_varlen_fake(x, lengths):
-    total = torch.library.get_ctx().new_dynamic_size()
+def _unpad_varlen_fake(x, lengths, *, total=None, validate=True):
+    total = _dynamic_size() if total is None else total
     return x.new_empty((total, *x.shape[2:]))
 
 
 @torch.library.register_fake("mmgen::block_diagonal_causal_mask")
-def _mask_fake(cu_seqlens, dtype=None):
-    total = torch.library.get_ctx().new_dynamic_size()
+def _mask_fake(cu_seqlens, dtype=None, *, total=None, validate=True):
+    total = _dynamic_size() if total is None else total
     return cu_seqlens.new_empty((1, 1, total, total), dtype=dtype or torch.float32)
 
 
-# --- autograd: pad and unpad are each other's backward (both are pure row moves).
+# --- autograd: pad and unpad are each other's backward (both are pure row moves). The backward
+# knows every size on the host (T, max_seqlen) and gets boundaries the forward already checked,
+# so it runs with validate=False: sync-free on CUDA (and fully checked on the CPU, where the
+# checks always run).
 
 
-def _pad_setup(ctx, inputs, output):
+def _pad_setup(ctx, inputs, keyword_only_inputs, output):
+    ctx.total = inputs[0].shape[0]
     ctx.save_for_backward(inputs[1])
 
 
 def _pad_backward(ctx, grad):
     (cu_seqlens,) = ctx.saved_tensors
     lengths = (cu_seqlens[1:] - cu_seqlens[:-1]).to(torch.int64)
-    return torch.ops.mmgen.unpad_varlen(grad, lengths), None, None, None
+    grad_x = torch.ops.mmgen.unpad_varlen(grad, lengths, total=ctx.total, validate=False)
+    return grad_x, None, None, None
 
 
-def _unpad_setup(ctx, inputs, output):
+def _unpad_setup(ctx, inputs, keyword_only_inputs, output):
     x, lengths = inputs
     ctx.max_seqlen = x.shape[1]
     ctx.save_for_backward(lengths)
@@ -231,7 +316,8 @@ def _unpad_setup(ctx, inputs, output):
 def _unpad_backward(ctx, grad):
     (lengths,) = ctx.saved_tensors
     cu_seqlens = torch.nn.functional.pad(lengths.cumsum(0), (1, 0)).to(torch.int32)
-    return torch.ops.mmgen.pad_varlen(grad, cu_seqlens, ctx.max_seqlen, 0), None
+    grad_x = torch.ops.mmgen.pad_varlen(grad, cu_seqlens, ctx.max_seqlen, 0, validate=False)
+    return grad_x, None
 
 
 torch.library.register_autograd("mmgen::pad_varlen", _pad_backward, setup_context=_pad_setup)

@@ -9,11 +9,14 @@ count is ordinary code that users can read, step through and edit. Every name in
 means what it means in Python, so the count is the formula's value under Python arithmetic.
 
 The language: integers and floats, ``+ - * / // % **``, unary minus, parentheses, the functions
-``ceil floor min max round int``, and three names:
+``ceil floor min max round int``, and these names:
 
 - ``shape``: the processed tensor's shape; only ``shape[i]`` with a literal integer ``i``;
+- ``length``: the item's real length inside one encoder window, in the unit of the spec's
+  ``length`` block (audio: samples at the processor's rate); only in specs with that block;
 - ``encoder.<field>``: a field of the encoder's config (``encoder.image_size``);
-- ``config.<field>``: a field of the generated modality config (``config.downsample_factor``).
+- ``config.<field>``: a field of the generated modality config (``config.downsample_factor``);
+- ``processor.<field>``: a field of the transformers processor (``processor.hop_length``).
 
 The exponent of ``**`` is a number literal of at most 64 (``** 2``) or one ``encoder.<field>`` or
 ``config.<field>`` (``encoder.stride ** encoder.layers``): a power of the data (``2 ** shape[0]``)
@@ -37,7 +40,7 @@ FUNCTIONS = {
     "round": "round",
     "int": "int",
 }
-NAMESPACES = ("encoder", "config")
+NAMESPACES = ("encoder", "config", "processor")
 _BINARY = (ast.Add, ast.Sub, ast.Mult, ast.Div, ast.FloorDiv, ast.Mod, ast.Pow)
 _MAX_LENGTH = 200
 _MAX_POWER = 64  # keeps `2 ** 100000` from hanging the generated code
@@ -58,7 +61,9 @@ class Formula:
     tree: ast.Expression
     encoder_fields: frozenset[str]
     config_fields: frozenset[str]
+    processor_fields: frozenset[str]
     uses_shape: bool
+    uses_length: bool
     functions: frozenset[str]
 
 
@@ -73,14 +78,16 @@ def parse(source: str) -> Formula:
         tree = ast.parse(source.strip(), mode="eval")
     except SyntaxError as exc:
         raise FormulaError(f"not a valid expression: {exc.msg}") from None
-    found: dict[str, set[str]] = {"encoder": set(), "config": set(), "shape": set(), "call": set()}
+    found: dict[str, set[str]] = {name: set() for name in (*NAMESPACES, "shape", "length", "call")}
     _check(tree.body, found)
     return Formula(
         source=source.strip(),
         tree=tree,
         encoder_fields=frozenset(found["encoder"]),
         config_fields=frozenset(found["config"]),
+        processor_fields=frozenset(found["processor"]),
         uses_shape=bool(found["shape"]),
+        uses_length=bool(found["length"]),
         functions=frozenset(found["call"]),
     )
 
@@ -106,7 +113,10 @@ def _check(node: ast.AST, found: dict[str, set[str]]) -> None:
         _check(node.operand, found)
     elif isinstance(node, ast.Attribute):
         if not (isinstance(node.value, ast.Name) and node.value.id in NAMESPACES):
-            raise FormulaError("attributes are allowed only as encoder.<field> or config.<field>")
+            raise FormulaError(
+                "attributes are allowed only as encoder.<field>, config.<field> or"
+                " processor.<field>"
+            )
         if node.attr.startswith("_"):
             raise FormulaError(f"private field {node.attr!r} is not allowed")
         found[node.value.id].add(node.attr)
@@ -130,10 +140,12 @@ def _check(node: ast.AST, found: dict[str, set[str]]) -> None:
         found["call"].add(node.func.id)
         for arg in node.args:
             _check(arg, found)
+    elif isinstance(node, ast.Name) and node.id == "length":
+        found["length"].add("length")
     elif isinstance(node, ast.Name):
         raise FormulaError(
-            f"unknown name {node.id!r}: use shape[i], encoder.<field>, config.<field>"
-            f" or one of {', '.join(FUNCTIONS)}()"
+            f"unknown name {node.id!r}: use shape[i], length, encoder.<field>, config.<field>,"
+            f" processor.<field> or one of {', '.join(FUNCTIONS)}()"
         )
     else:
         raise FormulaError(f"{type(node).__name__} is not allowed in a formula")
@@ -145,7 +157,8 @@ def _check_exponent(node: ast.AST) -> None:
         return  # a configured value (encoder.layers), trusted as the config itself is
     if not (isinstance(bare, ast.Constant) and type(bare.value) in (int, float)):
         raise FormulaError(
-            "the exponent of ** must be a number or one encoder.<field> or config.<field>"
+            "the exponent of ** must be a number or one encoder.<field>, config.<field> or"
+            " processor.<field>"
         )
     if abs(bare.value) > _MAX_POWER:
         raise FormulaError(f"exponent {bare.value} is too large (at most {_MAX_POWER})")
@@ -173,19 +186,22 @@ def to_python(
     shape: str = "shape",
     encoder: str = "encoder",
     config: str = "config",
+    processor: str = "processor",
+    length: str = "length",
     keyed: Collection[str] = (),
 ) -> str:
     """The checked formula as one Python expression with the same value.
 
-    ``shape``, ``encoder`` and ``config`` are the Python expressions the three names stand for
-    where the result is pasted (``value.shape``, ``self.encoder_config``, ``self.config``); the
+    ``shape``, ``length``, ``encoder``, ``config`` and ``processor`` are the Python expressions
+    the names stand for where the result is pasted (``value.shape``, ``self.encoder_config``); the
     namespaces named in ``keyed`` are mappings, read as ``options["field"]``. ``ceil`` and
     ``floor`` become ``math.ceil`` and ``math.floor``: the caller imports ``math``. Only the
     whitelisted tree is written, rebuilt node by node, and ``ast.unparse`` puts back exactly
     the parentheses the precedence needs.
     """
     formula = parse(formula) if isinstance(formula, str) else formula
-    where = {"shape": shape, "encoder": encoder, "config": config}
+    where = {"shape": shape, "length": length, "encoder": encoder, "config": config}
+    where["processor"] = processor
     return ast.unparse(_to_ast(formula.tree.body, where, frozenset(keyed)))
 
 
@@ -209,6 +225,8 @@ def _to_ast(node: ast.AST, where: dict[str, str], keyed: frozenset[str]) -> ast.
         if node.value.id in keyed:
             return ast.Subscript(scope, ast.Constant(node.attr), ast.Load())
         return ast.Attribute(scope, node.attr, ast.Load())
+    if isinstance(node, ast.Name):  # `length`, the only bare name parse lets through
+        return _expression(where["length"])
     if isinstance(node, ast.Subscript):
         index = ast.Constant(ast.literal_eval(node.slice))
         return ast.Subscript(_expression(where["shape"]), index, ast.Load())

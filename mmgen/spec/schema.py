@@ -198,6 +198,44 @@ class EncoderSpec(Strict):
         return self
 
 
+class LengthSpec(Strict):
+    """The item's number of embeddings follows its real length (Qwen2-Audio, Ultravox): the
+    input is split into consecutive encoder windows of ``window`` (a number or a formula over
+    ``processor.``/``encoder.``/``config.`` fields, in ``unit``), at most ``max_windows`` of
+    them (the rest is cut; the generated config's ``max_windows``); the encoder sees each window
+    padded as it requires, and the modality keeps only the positions that cover real input.
+    ``num_embeddings`` is then a formula over ``length``, the real length inside one window; an
+    item's count is its sum over the windows, known from the loader's ``measure`` (a file
+    header) before anything is decoded. ``unit: samples``: an audio waveform's samples at the
+    processor's rate, for a transformers feature extractor with an attention mask (Whisper's).
+    """
+
+    unit: Literal["samples"] = "samples"
+    window: Annotated[int, Field(gt=0)] | Annotated[str, S(min_length=1, max_length=200)]
+    max_windows: int = Field(4, ge=1, le=1000)
+
+    @model_validator(mode="after")
+    def _window(self) -> LengthSpec:
+        if isinstance(self.window, str):
+            try:
+                formula = parse(self.window)
+            except FormulaError as exc:
+                raise field_error("window", str(exc)) from None
+            if formula.uses_length or formula.uses_shape:
+                raise field_error("window", "a window cannot depend on the item (length, shape)")
+        return self
+
+
+class BoundarySpec(Strict):
+    """Tokens around every item's span (``<audio_start>`` … ``<audio_end>``, as Qwen2-VL and
+    LLaVA-style models use): added to the tokenizer, with embeddings that train with the
+    projector. Either may be omitted.
+    """
+
+    start: OneLine | None = None
+    end: OneLine | None = None
+
+
 class ProjectorSpec(Strict):
     """Projector into the LLM's hidden size: ``linear`` or ``mlp`` (``layers``, ``activation``)."""
 
@@ -253,6 +291,8 @@ class Spec(Strict):
     processor: ProcessorSpec
     encoder: EncoderSpec
     num_embeddings: Count | Annotated[str, S(min_length=1, max_length=200)]
+    length: LengthSpec | None = None
+    boundary: BoundarySpec | None = None
     projector: ProjectorSpec = Field(default_factory=ProjectorSpec)
     config: ConfigDefaults = Field(default_factory=ConfigDefaults)
     trainable: TrainableSpec = Field(default_factory=TrainableSpec)
@@ -267,11 +307,23 @@ class Spec(Strict):
             check_name(self.name)
         except MmgenError as exc:
             raise field_error("name", str(exc)) from None
+        formula = None
         if isinstance(self.num_embeddings, str):
             try:
-                parse(self.num_embeddings)
+                formula = parse(self.num_embeddings)
             except FormulaError as exc:
                 raise field_error("num_embeddings", str(exc)) from None
+        if self.length is not None:
+            self._check_length(formula)
+        elif formula is not None and formula.uses_length:
+            raise field_error(
+                "num_embeddings", "`length` needs a `length` block (its unit and window)"
+            )
+        if self.boundary is not None:
+            tokens = [t for t in (self.boundary.start, self.boundary.end) if t is not None]
+            if self.placeholder_token in tokens or len(set(tokens)) < len(tokens):
+                message = "boundary tokens must differ from each other and from the placeholder"
+                raise field_error("boundary", message)
         if self.encoder.kind != "transformers" and self.test.encoder is None:
             raise ValueError("test: `encoder` (the options of a tiny encoder) is required here")
         if (self.encoder.kind == "timm") != (self.processor.kind == "timm"):
@@ -281,6 +333,28 @@ class Spec(Strict):
                 " normalization come from the model), and only it does",
             )
         return self
+
+    def _check_length(self, formula) -> None:
+        if formula is None or not formula.uses_length:
+            raise field_error(
+                "num_embeddings",
+                "with a `length` block, a formula over `length` (one window's"
+                " real input), e.g. ceil(length / processor.hop_length / 2)",
+            )
+        if formula.uses_shape:
+            raise field_error("num_embeddings", "use `length`, not shape[i], with a `length` block")
+        supported = (
+            self.processor.kind == "transformers"
+            and self.encoder.kind == "transformers"
+            and self.encoder.frames is None
+            and not self.encoder.variable_length
+        )
+        if not supported:
+            raise field_error(
+                "length",
+                "needs a transformers processor and a fixed-window transformers encoder"
+                " (no `frames`, no `variable_length`)",
+            )
 
     @property
     def names(self) -> Names:

@@ -7,6 +7,7 @@ Every user mistake found here is a ``ConfigError`` naming the config line (``fil
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 import sys
 from pathlib import Path
@@ -20,6 +21,8 @@ from mmgen.train.config import TrainConfig
 from mmgen.train.distributed import World, barrier
 from mmgen.train.fields import check_fields
 from mmgen.train.random_init import random_init_fields
+
+logger = logging.getLogger("mmgen.train")
 
 
 def register_project(config: TrainConfig) -> str | None:
@@ -79,9 +82,23 @@ def build_model(config: TrainConfig, tokenizer: Any, world: World):
         placeholder = getattr(modalities[name].config, "placeholder", None)
         if isinstance(placeholder, str) and placeholder:
             tokens[name] = placeholder
+    _boundary_tokens(tokenizer, {n: m.config for n, m in modalities.items()}, llm)
     model = MultimodalModel(language_model=llm, modalities=modalities, placeholder_tokens=tokens)
     model.config.tokenizer = None  # saved beside the model instead
     return model.train()
+
+
+def _boundary_tokens(tokenizer: Any, configs: dict[str, Any], llm: Any = None) -> None:
+    """Add the modalities' new boundary tokens to the tokenizer (saved with the model) and
+    grow the LLM's embeddings to match: new rows start from the vocabulary's mean and train
+    with the LLM's embeddings; tokens the LLM already knows keep their pretrained rows."""
+    from mmgen.data.processor import add_boundary_tokens
+
+    added = add_boundary_tokens(tokenizer, configs)
+    if llm is not None and len(tokenizer) > llm.get_input_embeddings().weight.shape[0]:
+        llm.resize_token_embeddings(len(tokenizer), mean_resizing=True)
+    if added and llm is not None:
+        logger.info("added boundary tokens %s to the tokenizer (new embedding rows)", added)
 
 
 def load_model(path: Path, config: TrainConfig):
@@ -213,6 +230,7 @@ def data_processor(config: TrainConfig, tokenizer: Any):
         placeholder = getattr(configs[name], "placeholder", None)
         if isinstance(placeholder, str) and placeholder:
             tokens[name] = placeholder
+    _boundary_tokens(tokenizer, configs)
     # the model's config settles placeholder ids and tokens: the same defaults as build_model's
     settled = MultimodalConfig(modalities=configs, placeholder_tokens=tokens)
     return _processor(

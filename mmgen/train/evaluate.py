@@ -47,8 +47,9 @@ def eval_loss(
             continue
         batch = to_device(batch, world.device)
         with autocast():
-            # num_items_in_batch=1 makes HF's loss the sum over the batch's target tokens
-            loss = model(**batch, num_items_in_batch=1).loss
+            # num_items_in_batch=1 makes HF's loss the sum over the batch's target tokens; the
+            # collator built and checked the packing, so the model does not re-check it
+            loss = model(**batch, num_items_in_batch=1, validate_packing=False).loss
         if counts:
             totals[0] += loss.double()
             totals[1] += int((batch["labels"] != -100).sum())

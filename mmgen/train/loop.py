@@ -267,7 +267,8 @@ class Trainer:
             for i, batch in enumerate(batches):
                 last = i == len(batches) - 1
                 with _no_sync(model, unless=last), self.autocast():
-                    loss = model(**batch, num_items_in_batch=scale).loss
+                    # the collator built and checked the packing: no host sync re-checking it
+                    loss = model(**batch, num_items_in_batch=scale, validate_packing=False).loss
                 (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
                 loss_sum += loss.detach().double() * scale
         except Exception:

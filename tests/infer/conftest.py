@@ -10,7 +10,7 @@ import pytest
 from tests.train.conftest import audio_data, speech_project  # noqa: F401  (fixtures)
 from tests.train.helpers import make_config, speech_config, write_config
 
-STEPS = 40  # enough for answers made of note names (not yet the right ones)
+STEPS = 60  # enough for answers made of note names (not yet the right ones)
 
 
 @pytest.fixture(scope="session")

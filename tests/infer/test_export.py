@@ -30,6 +30,7 @@ from mmgen.data.collator import left_padded
 from mmgen.errors import ConfigError
 from mmgen.export.llava import build_llava, llava_plan
 from mmgen.model import MultimodalModel
+from tests.infer.conftest import STEPS
 from tests.infer.test_load import question
 from tests.train.helpers import SPEECH_PACKAGE
 
@@ -106,19 +107,20 @@ def test_a_run_exports_with_a_card_that_says_what_the_model_is(
     assert "random init from `text_config`" in card
     assert '| modality `audio` | type `speech`, generated from spec "speech" (audio.yaml)' in card
     assert "encoder WhisperEncoder (random init)" in card
-    assert "concat downsampling by 2" in card and "25 embeddings per item" in card
+    assert "concat downsampling by 2" in card
+    assert "embeddings follow the input's length (25 per full window of 16000" in card
     assert "placeholder `<audio>`" in card
     assert f"code: `{SPEECH_PACKAGE}.modalities.speech.modality`" in card
     for split, count in (("train", 48), ("eval", 16), ("test", 16)):
         size = (audio_data / f"{split}.jsonl").stat().st_size
         shown = f"{size / 1024:.1f} KB" if size >= 1024 else f"{size} B"
         assert f"| {split} | `{audio_data / f'{split}.jsonl'}` | {shown} | {count} |" in card
-    assert "| full | 40 | 0.003 |  |" in card
+    assert f"| full | {STEPS} | 0.003 |  |" in card
     records = [
         json.loads(line) for line in (trained_run / "metrics.jsonl").read_text().splitlines()
     ]
     loss = next(r for r in reversed(records) if r["kind"] == "eval")["loss"]
-    assert f"| eval | 40 | loss | {loss:.4g} |" in card
+    assert f"| eval | {STEPS} | loss | {loss:.4g} |" in card
     assert 'loaded = mmgen.load("speech-model")' in card and "mmgen serve speech-model" in card
     assert "llava" not in card.lower()
 
@@ -129,11 +131,13 @@ def test_a_run_exports_with_a_card_that_says_what_the_model_is(
         "speech-model", "again"
     )
 
-    code, output = export(trained_run, tmp_path / "at-38", "--checkpoint", 38)
+    previous = STEPS - 2  # the checkpoint before the last
+    code, output = export(trained_run, tmp_path / "at-prev", "--checkpoint", previous)
     assert code == 0, output
-    card = (tmp_path / "at-38/README.md").read_text()  # the metrics the run had at step 38
-    loss = next(r for r in records if r["kind"] == "train" and r["step"] == 38)["loss"]
-    assert "Final metrics (step 38):" in card and f"| train | 38 | loss | {loss:.4g} |" in card
+    card = (tmp_path / "at-prev/README.md").read_text()  # the metrics the run had then
+    loss = next(r for r in records if r["kind"] == "train" and r["step"] == previous)["loss"]
+    assert f"Final metrics (step {previous}):" in card
+    assert f"| train | {previous} | loss | {loss:.4g} |" in card
     assert "| eval |" not in card.split("Final metrics")[1]
 
 
@@ -366,7 +370,7 @@ def test_bad_input_is_one_line_and_writes_nothing(trained_run, tmp_path) -> None
                                         "root": str(tmp_path / "moved-away")}  # fmt: skip
     (gone / "config.json").write_text(json.dumps(config))
     damaged = tmp_path / "damaged-checkpoint"
-    shutil.copytree(trained_run / "checkpoints/step-00000040", damaged)
+    shutil.copytree(trained_run / f"checkpoints/step-{STEPS:08d}", damaged)
     weights = damaged / "model/llm/model.safetensors"
     weights.write_bytes(weights.read_bytes()[:-10])
     out = tmp_path / "out"

@@ -179,6 +179,8 @@ def test_the_init_config_s_training_controls_validate_uncommented(tmp_path: Path
     assert text.count("gradient_checkpointing: false") == 2  # the LLM's and the encoder's
     text = re.sub(r"^  lr: 1\.0e-3 .*\n", "", text, flags=re.M)
     text = text.replace("  # lr: {llm:", "  lr: {llm:")
+    for key in ("max_windows", "boundary_start", "boundary_end"):  # the modality's own fields
+        text = re.sub(rf"^( +)# ({key}: )", r"\1\2", text, flags=re.M)
     lines = text.splitlines(keepends=True)
     start = lines.index("  # - name: lora\n")
     end = next(i for i in range(start + 1, len(lines)) if not lines[i].startswith("  #   "))
@@ -191,6 +193,9 @@ def test_the_init_config_s_training_controls_validate_uncommented(tmp_path: Path
     assert lora.name == "lora" and lora.lora.encoder_target_modules == ["q_proj", "v_proj"]
     assert lora.train.encoders == "lora" and lora.lora.dropout == 0.05
     assert config.model.gradient_checkpointing and config.modalities["audio"].gradient_checkpointing
+    audio = config.modalities["audio"].config
+    assert audio["max_windows"] == 4
+    assert (audio["boundary_start"], audio["boundary_end"]) == ("<audio_start>", "<audio_end>")
 
 
 def test_the_readme_s_training_controls_are_a_valid_config(tmp_path: Path) -> None:

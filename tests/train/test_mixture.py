@@ -109,7 +109,7 @@ def sources(run: Path) -> dict[int, dict[str, float]]:
 
 def test_a_mixture_run_logs_source_shares_and_resumes_exactly(audio_data, tmp_path, capsys):
     logging = {"every": 1, "progress": True, "plot": False}
-    config = mixture_config(audio_data, tmp_path / "whole", 14, logging=logging,
+    config = mixture_config(audio_data, tmp_path / "whole", 12, logging=logging,
                             checkpoint={"every": 5, "keep": 3})  # fmt: skip
     path = write_config(tmp_path / "train.yaml", config)
     whole = train(load_config(path)).output_dir
@@ -118,19 +118,19 @@ def test_a_mixture_run_logs_source_shares_and_resumes_exactly(audio_data, tmp_pa
     kept = "data:   {}: {} of {} samples kept; {} per epoch ({} of samples, {} passes)"
     assert kept.format("a", 48, 48, 45, "70.3%", "0.938") in lines  # 45 of 48 rows
     assert kept.format("b", 16, 16, 19, "29.7%", "1.19") in lines  # every row + 3 more
-    assert "7 batches per rank" in printed  # 14 steps: two whole epochs
+    assert "6 batches per rank" in printed  # 12 steps: two whole epochs
     progress = [line.split() for line in lines if line.startswith("step ")]
     progress = [words[2::2] for words in progress if "/" in words[1]]
-    assert len(progress) == 14 and all(keys == ["loss", "tok/s", "packing"] for keys in progress)
+    assert len(progress) == 12 and all(keys == ["loss", "tok/s", "packing"] for keys in progress)
 
     shares = sources(whole)
-    assert sorted(shares) == list(range(1, 15))
+    assert sorted(shares) == list(range(1, 13))
     assert all(set(s) == {"a", "b"} and abs(s["a"] + s["b"] - 1) < 1e-3 for s in shares.values())
     assert len({s["a"] for s in shares.values()}) > 2  # a pack's mix varies around the weights
     # an epoch's tokens: packing x capacity per step. Every demo sample has one length, so an
     # epoch's token share is its sample share, 45/64: the weight 0.7 up to whole samples
     records = [r for r in read_metrics(whole / "metrics.jsonl") if r["kind"] == "train"]
-    for epoch in (records[:7], records[7:]):
+    for epoch in (records[:6], records[6:]):
         tokens = sum(r["packing"] for r in epoch)
         share = sum(r["sources"]["a"] * r["packing"] for r in epoch) / tokens
         assert abs(share - 0.7) < 0.01, share
@@ -139,7 +139,7 @@ def test_a_mixture_run_logs_source_shares_and_resumes_exactly(audio_data, tmp_pa
     resumed = load_config(path, [f"output_dir={tmp_path / 'resumed'}"])
     result = train(resumed, resume=str(whole / "checkpoints/step-00000005"))
     again = sources(result.output_dir)
-    assert sorted(again) == list(range(6, 15))
+    assert sorted(again) == list(range(6, 13))
     assert all(again[step] == shares[step] for step in again)
     reference, losses = train_losses(whole), train_losses(result.output_dir)
     assert all(losses[step] == reference[step] for step in losses), (losses, reference)

@@ -1,9 +1,11 @@
 // Host-side argument checks and output shapes of the variable-length ops, shared by the CPU and
 // CUDA entry points.
-// The CUDA ops copy the (small, N+1) cu_seqlens / lengths to the host once anyway — they need
-// T and the longest length there to size their outputs — so every value check runs here on the
-// host copy and both backends raise the same Python errors (TORCH_CHECK_VALUE -> ValueError,
-// TORCH_CHECK_TYPE -> TypeError).
+// By default (validate=True) the ops read the (small, N+1) cu_seqlens / lengths on the host —
+// free for CPU tensors, one host synchronisation for CUDA ones — and every value check runs here
+// on that host copy, so both backends raise the same Python errors (TORCH_CHECK_VALUE ->
+// ValueError, TORCH_CHECK_TYPE -> TypeError). The CUDA ops given validate=False and every
+// output size as a host int (the sizes below) read nothing back: they check the same values
+// with device-side asserts instead (csrc/cuda/varlen.cu).
 #pragma once
 
 #include <ATen/ATen.h>
@@ -67,6 +69,22 @@ inline Extent check_cu_seqlens(const at::Tensor& cu_seqlens, const char* op) {
   }
   extent.total = cu[host.numel() - 1];
   return extent;
+}
+
+// A host-given output size (unpad_varlen's / block_diagonal_causal_mask's total,
+// varlen_metadata's total and max_seqlen): checked without reading any tensor data.
+inline void check_size_arg(std::optional<int64_t> size, const char* op, const char* name) {
+  if (!size) return;
+  TORCH_CHECK_VALUE(*size >= 0, op, ": ", name, " = ", *size, " is negative");
+  TORCH_CHECK_VALUE(*size <= std::numeric_limits<int32_t>::max(), op, ": ", name, " = ", *size,
+                    " is more than 2^31 - 1 tokens; cu_seqlens is int32");
+}
+
+// A host-given size against the value the data gives (known on the host on the checked path).
+inline void check_size_matches(std::optional<int64_t> size, int64_t actual, const char* op,
+                               const char* name, const char* what) {
+  TORCH_CHECK_VALUE(!size || *size == actual, op, ": ", name, " = ", size.value_or(0), " but ",
+                    what, " ", actual);
 }
 
 inline void check_pad_args(const at::Tensor& x, const Extent& extent, int64_t max_seqlen,

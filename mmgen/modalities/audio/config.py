@@ -19,6 +19,7 @@ class AudioConfig(BaseModalityConfig):
         processor_name_or_path: processor files.
         downsample_mode: avg or concat.
         downsample_factor: tokens merged into one.
+        max_windows: encoder windows kept per item (a longer input is cut).
         projector_layers: linear layers.
         projector_activation: activation between them.
         train_encoder: whether the encoder trains.
@@ -38,6 +39,7 @@ class AudioConfig(BaseModalityConfig):
         processor_name_or_path: str = "openai/whisper-base",
         downsample_mode: str = "concat",
         downsample_factor: int = 2,
+        max_windows: int = 4,
         projector_layers: int = 2,
         projector_activation: str = "gelu",
         train_encoder: bool = False,
@@ -57,6 +59,7 @@ class AudioConfig(BaseModalityConfig):
         self.processor_name_or_path = processor_name_or_path
         self.downsample_mode = downsample_mode
         self.downsample_factor = downsample_factor
+        self.max_windows = max_windows
         self.projector_layers = projector_layers
         self.projector_activation = projector_activation
         self.train_encoder = train_encoder

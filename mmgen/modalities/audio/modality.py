@@ -11,6 +11,7 @@ from transformers import WhisperModel
 from mmgen import AutoModality, BaseModality, MLPProjector
 from mmgen.nn.downsample import TokenDownsample
 from mmgen.nn.encoders import encoder_width, load_encoder, select_hidden_state
+from mmgen.nn.windows import covering_positions, split_frame_mask
 
 from .config import AudioConfig
 from .processor import AudioProcessor
@@ -48,12 +49,19 @@ class AudioModality(BaseModality):
             self.freeze_projection()
         self.post_init()  # transformers' bookkeeping and the projector's initialization
 
-    def forward(self, inputs: list[torch.Tensor]) -> torch.Tensor:
-        """``B`` processed items of one shape -> ``(B, num_embeddings, hidden_size)``."""
-        batch = torch.stack(inputs).to(device=self.device, dtype=self.dtype)
+    def forward(self, inputs: list[torch.Tensor]) -> list[torch.Tensor]:
+        """``B`` items of one or more windows (``mmgen.nn.windows``) -> ``B`` tensors
+        ``(num_embeddings_i, hidden_size)``: each window keeps the positions of real input."""
+        windows, frames = zip(*(split_frame_mask(item) for item in inputs), strict=True)
+        batch = torch.cat(windows).to(device=self.device, dtype=self.dtype)
         outputs = self.encoder(
             input_features=batch,
             output_hidden_states=self.config.hidden_state is not None,
         )
         hidden = select_hidden_state(outputs, self.config.hidden_state, drop_cls=False)
-        return self.projector(self.downsample(hidden))
+        # the encoder's positions that cover each window's real frames, then downsampled
+        kept = covering_positions(torch.cat(frames), hidden.shape[1], batch.shape[-1])
+        rows = [self.downsample(window[:n]) for window, n in zip(hidden, kept, strict=True)]
+        counts = iter(len(r) for r in rows)
+        per_item = [sum(next(counts) for _ in range(len(w))) for w in windows]
+        return list(self.projector(torch.cat(rows)).split(per_item))

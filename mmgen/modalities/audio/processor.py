@@ -7,12 +7,12 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-import torch
 from transformers import WhisperFeatureExtractor, WhisperModel
 
 from mmgen import MODALITY_VALUE_KEY, NUM_EMBEDDINGS_KEY, BaseModalityProcessor
 from mmgen.errors import DataError
 from mmgen.nn.encoders import pretrained_path
+from mmgen.nn.windows import split_windows, window_lengths, with_frame_mask
 
 from .config import AudioConfig
 
@@ -21,7 +21,10 @@ CALL_OPTIONS: dict[str, Any] = {"sampling_rate": 16000}
 
 
 class AudioProcessor(BaseModalityProcessor):
-    """WhisperFeatureExtractor on the raw value; keeps its "input_features" tensor."""
+    """WhisperFeatureExtractor on each encoder window of the raw value; keeps its
+    "input_features" tensor with the window's frame mask as a last row
+    (``mmgen.nn.windows``), so the modality keeps only the positions of real input.
+    """
 
     def __init__(self, config: AudioConfig) -> None:
         super().__init__(config)
@@ -31,24 +34,46 @@ class AudioProcessor(BaseModalityProcessor):
         encoder_path = pretrained_path(config.encoder_name_or_path)
         self.encoder_config = WhisperModel.config_class.from_pretrained(encoder_path)
 
+    @property
+    def window(self) -> int:
+        """One encoder window, in samples: processor.n_samples."""
+        return self.feature_extractor.n_samples
+
     def process(self, modality: dict[str, Any]) -> dict[str, Any]:
+        value = modality[MODALITY_VALUE_KEY]
         outputs = self.feature_extractor(
-            modality[MODALITY_VALUE_KEY],
+            split_windows(value, self.window, self.config.max_windows),
             return_tensors="pt",
+            return_attention_mask=True,
             **CALL_OPTIONS,
         )
-        value = outputs["input_features"][0]  # one item, no batch dim
+        features = outputs["input_features"]  # (windows, channels, frames)
         return {
             **modality,
-            MODALITY_VALUE_KEY: value,
-            NUM_EMBEDDINGS_KEY: self.num_embeddings(value),
+            MODALITY_VALUE_KEY: with_frame_mask(features, outputs["attention_mask"]),
+            NUM_EMBEDDINGS_KEY: self.num_embeddings(value.shape[-1]),
         }
 
-    def num_embeddings(self, value: torch.Tensor) -> int:
-        """Rows the modality emits for ``value``, by the spec's num_embeddings formula:
-        ceil(encoder.max_source_positions / config.downsample_factor)
+    def num_embeddings(self, length: int) -> int:
+        """Rows the modality emits for an input of ``length`` samples: the spec's
+        count of each window, summed over the windows (at most ``config.max_windows``)."""
+        windows = window_lengths(length, self.window, self.config.max_windows)
+        return sum(self.window_embeddings(n) for n in windows)
+
+    def window_embeddings(self, length: int) -> int:
+        """Rows one window with ``length`` samples of real input keeps, by the
+        spec's num_embeddings formula:
+        ceil(ceil(ceil(length / processor.hop_length) * encoder.max_source_positions
+        / processor.nb_max_frames) / config.downsample_factor)
         """
-        count = math.ceil(self.encoder_config.max_source_positions / self.config.downsample_factor)
+        count = math.ceil(
+            math.ceil(
+                math.ceil(length / self.feature_extractor.hop_length)
+                * self.encoder_config.max_source_positions
+                / self.feature_extractor.nb_max_frames
+            )
+            / self.config.downsample_factor
+        )
         if count < 1:
             raise DataError(f"num_embeddings gave {count}: not a positive number")
         return count
@@ -56,9 +81,9 @@ class AudioProcessor(BaseModalityProcessor):
     def count(
         self, modality: dict[str, Any], measure: Callable[[], dict[str, Any] | None]
     ) -> int | None:
-        """The item's num_embeddings without loading it, for the data scan's length index
-        (``measure()`` reads what the loader can tell cheaply, e.g. a file header).
-
-        The count does not depend on the item.
-        """
-        return self.num_embeddings(None)
+        """The item's num_embeddings without loading it, for the data scan's length index:
+        ``measure()`` reads the samples the loader will give from the header."""
+        info = measure()
+        if not info or not info.get("samples"):
+            return None  # the scan loads and processes the item instead
+        return self.num_embeddings(info["samples"])
