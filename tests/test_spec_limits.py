@@ -8,12 +8,71 @@ import pytest
 from typer.testing import CliRunner
 
 from mmgen.cli import app
-from mmgen.spec.catalog import builtin_specs
 from mmgen.spec.formula import FormulaError, parse
 from mmgen.spec.formula_value import value
 
 runner = CliRunner()
-AUDIO = builtin_specs()["audio"].read_text()
+# the built-in audio spec as it was when these tests were written (line numbers below)
+AUDIO = """\
+# Audio: speech and sounds through OpenAI's Whisper encoder.
+# Whisper sees 30 s of log-mel features (3000 frames) as 1500 positions; strided concatenation
+# of 2 neighbours halves that to 750 embeddings of width 2*d_model per clip.
+name: audio
+description: Speech and sound through a Whisper encoder, 2x strided-concat downsampling
+placeholder: "<audio>"
+
+loader:
+  name: raw-audio          # mmgen's loader: bytes, paths or arrays, resampled
+
+processor:
+  class: transformers.WhisperFeatureExtractor
+  pretrained: openai/whisper-base
+  output: input_features
+  options:
+    sampling_rate: 16000
+
+encoder:
+  class: transformers.WhisperModel
+  pretrained: openai/whisper-base
+  submodule: encoder        # the speech encoder of the encoder-decoder model
+  input: input_features
+  downsample: {mode: concat, factor: 2}
+
+# every clip is padded to Whisper's window: the count comes from the encoder's config
+num_embeddings: ceil(encoder.max_source_positions / config.downsample_factor)
+
+projector: {kind: mlp, layers: 2, activation: gelu}
+config: {hidden_size: 4096, max_batch_size: 16}
+trainable: {encoder: false, projector: true}
+
+test:
+  encoder:                 # a tiny Whisper: 1-second window (100 mel frames -> 50 positions)
+    d_model: 16
+    encoder_layers: 1
+    decoder_layers: 1
+    encoder_attention_heads: 2
+    decoder_attention_heads: 2
+    encoder_ffn_dim: 32
+    decoder_ffn_dim: 32
+    num_mel_bins: 8
+    max_source_positions: 50
+    max_target_positions: 16
+    vocab_size: 64
+    pad_token_id: 0
+    bos_token_id: 1
+    eos_token_id: 2
+    decoder_start_token_id: 1
+  processor:               # the matching feature extractor: 8 mel bins, 1-second chunks
+    feature_size: 8
+    sampling_rate: 16000
+    hop_length: 160
+    chunk_length: 1
+    n_fft: 400
+  sample:
+    kind: tone
+    options: {seconds: 0.8, sampling_rate: 16000}
+  hidden_size: 32
+"""
 FORMULA = "num_embeddings: ceil(encoder.max_source_positions / config.downsample_factor)"
 
 
