@@ -300,7 +300,12 @@ def _typed_key(key: Any) -> Any:
 
 def _message(error: dict[str, Any], model: type[BaseModel], source: str, lines) -> tuple:
     # pydantic puts union branches and validator tags into loc; keep the keys of the data only
-    loc = tuple(part for part in error["loc"] if isinstance(part, int) or not _is_tag(part))
+    # (a key of the data that looks like a tag, such as `a[`, is a key: it has a line)
+    kept: list[Any] = []
+    for part in error["loc"]:
+        if isinstance(part, int) or (*kept, part) in lines or not _is_tag(part):
+            kept.append(part)
+    loc = tuple(kept)
     text = error["msg"].removeprefix("Value error, ")
     if text.startswith(_FIELD_MARK):
         _, field, text = text.split(_FIELD_MARK, 2)
@@ -308,7 +313,7 @@ def _message(error: dict[str, Any], model: type[BaseModel], source: str, lines) 
     if error["type"] == "extra_forbidden":
         owner = _walk(model, loc[:-1])
         known = [f.alias or name for name, f in owner.model_fields.items()] if owner else []
-        text = f"unknown key{did_you_mean(str(loc[-1]), known, listing=True)}"
+        text = f"unknown key{did_you_mean(str(loc[-1]), known, listing=True) if loc else ''}"
     elif error["type"] == "missing":
         text = "required key is missing"
     return loc, f"{where(source, lines, loc)}: {text}"

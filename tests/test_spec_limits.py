@@ -234,3 +234,17 @@ def test_an_override_with_a_line_break_stays_on_one_line(tmp_path):
     messages = info.value.messages
     assert any(m.startswith("--set output_dir=null\\n...: output_dir: ") for m in messages)
     assert not any("\n" in m for m in messages)
+
+
+@pytest.mark.parametrize("key", ["a[", "int", "list[str]", "function-x"])
+def test_keys_that_look_like_pydantic_tags_are_keys(tmp_path, key):
+    # found by the long fuzz run: a top-level key `a[` was taken for a pydantic tag and the
+    # error handler failed with an IndexError
+    from mmgen.errors import ConfigError
+    from mmgen.train.config import load_config
+
+    config = tmp_path / "train.yaml"
+    config.write_text(f"seed: 0\n{key!r}: 1\n".replace("'", '"'))
+    with pytest.raises(ConfigError) as info:
+        load_config(config)
+    assert any(f":2: {key}: unknown key" in m for m in info.value.messages), info.value.messages
