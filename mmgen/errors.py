@@ -23,6 +23,16 @@ def did_you_mean(
     return f"; expected one of {', '.join(choices)}" if listing and choices else ""
 
 
+# what str.splitlines() breaks at: an error line holding one (from a file's key or value) would
+# print as several lines
+_BREAKS = {ord(c): repr(c)[1:-1] for c in "\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029"}
+
+
+def one_line(message: str) -> str:
+    """``message`` with every line break written as its escape (``\\n``, ``\\x1e``)."""
+    return message.strip().translate(_BREAKS)
+
+
 class MmgenError(Exception):
     """A user-facing error: the message says what is wrong and where."""
 

@@ -14,13 +14,15 @@ rejects one key of its model raises ``field_error(key, message)`` to be reported
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from mmgen.errors import MmgenError, did_you_mean
+from mmgen.errors import MmgenError, did_you_mean, one_line
 
 Model = TypeVar("Model", bound=BaseModel)
 Location = tuple[str | int, ...]
@@ -28,6 +30,11 @@ Location = tuple[str | int, ...]
 Origins = dict[Location, int | str]
 
 _FIELD_MARK = "\x00"
+# what any YAML file mmgen reads may hold: deeper nesting would exhaust the composer's recursion,
+# a longer integer Python's digit limit (and nothing mmgen reads counts that high)
+MAX_DEPTH = 64
+MAX_SCALAR = 64 * 1024  # characters in one value
+MAX_INT_DIGITS = 32
 
 
 def load_yaml_model(
@@ -61,23 +68,37 @@ def load_yaml_model(
         loc = apply_override(data, override, error=error)
         for key in [k for k in lines if k[: len(loc)] == loc]:
             del lines[key]  # the file's lines below it no longer hold these values
-        lines[loc] = f"--set {override}"
+        lines[loc] = f"--set {one_line(override)}"  # an error line quotes it: keep it one
     return validate(model, data, lines, source, error=error, see=see), lines
 
 
 def read_text(path: Path, *, error: type[MmgenError], max_bytes: int) -> str:
-    """The file as UTF-8 text, refused past ``max_bytes`` (read no further: ``/dev/zero``)."""
+    """The file as UTF-8 text, refused past ``max_bytes`` read (never trusting ``stat``'s size)
+    and refused unless it is a regular file (a FIFO or ``/dev/zero`` would block or never end).
+    """
     try:
-        with path.open("rb") as handle:
-            raw = handle.read(max_bytes + 1)
+        # O_NONBLOCK: opening a FIFO with no writer would otherwise wait forever
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except OSError as exc:
         raise error(f"{path}: cannot read: {exc.strerror or exc}") from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        if stat.S_ISDIR(mode):
+            raise error(f"{path}: is a folder, not a file")
+        raise error(f"{path}: not a regular file (a device, FIFO or socket)")
+    with os.fdopen(fd, "rb") as handle:
+        try:
+            raw = handle.read(max_bytes + 1)
+        except OSError as exc:
+            raise error(f"{path}: cannot read: {exc.strerror or exc}") from None
     if len(raw) > max_bytes:
         raise error(f"{path}: larger than {max_bytes // 1024} KiB; not a file mmgen reads")
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise error(f"{path}: not UTF-8 text (byte {exc.start})") from None
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise error(f"{path}:{line}: not UTF-8 text (byte 0x{raw[exc.start]:02x})") from None
 
 
 def parse(
@@ -85,11 +106,10 @@ def parse(
 ) -> tuple[dict[str, Any], Origins]:
     """The mapping in ``text`` and the line of each key path."""
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.load(text, Loader=yaml.SafeLoader)  # SafeLoader: no tags are constructed
+        root, data = load_bounded(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        problem = one_line(getattr(exc, "problem", None) or str(exc).splitlines()[0])
         raise error(f"{source}:{mark.line + 1 if mark else 1}: yaml: {problem}") from None
     if data is None:
         data = {}
@@ -98,6 +118,52 @@ def parse(
     lines: Origins = {}
     _index(root, (), lines, source, error, set() if not aliases else None)
     return data, lines
+
+
+class BoundedLoader(yaml.SafeLoader):
+    """``SafeLoader`` (no tags run) that refuses nesting deeper than ``MAX_DEPTH``, a value
+    longer than ``MAX_SCALAR`` characters and an integer of more than ``MAX_INT_DIGITS``
+    characters, each as a ``yaml.YAMLError`` at its line."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        event = self.peek_event()
+        if isinstance(event, yaml.ScalarEvent) and len(event.value) > MAX_SCALAR:
+            problem = f"a value of {len(event.value)} characters (at most {MAX_SCALAR})"
+            raise yaml.composer.ComposerError(None, None, problem, event.start_mark)
+        if not isinstance(event, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):
+            return super().compose_node(parent, index)
+        if self.depth >= MAX_DEPTH:
+            problem = f"nested more than {MAX_DEPTH} levels deep"
+            raise yaml.composer.ComposerError(None, None, problem, event.start_mark)
+        self.depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+
+    def construct_yaml_int(self, node: Any) -> int:
+        if len(node.value) > MAX_INT_DIGITS:
+            problem = f"an integer of {len(node.value)} digits (at most {MAX_INT_DIGITS})"
+            raise yaml.constructor.ConstructorError(None, None, problem, node.start_mark)
+        return super().construct_yaml_int(node)
+
+
+BoundedLoader.add_constructor("tag:yaml.org,2002:int", BoundedLoader.construct_yaml_int)
+
+
+def load_bounded(text: str) -> tuple[Any, Any]:
+    """The composed root node of ``text`` (None when empty) and the data built from it, both
+    from one parse by ``BoundedLoader``."""
+    loader = BoundedLoader(text)
+    try:
+        root = loader.get_single_node()
+        return root, (loader.construct_document(root) if root is not None else None)
+    finally:
+        loader.dispose()
 
 
 def validate(
@@ -131,9 +197,10 @@ def apply_override(data: dict[str, Any], override: str, *, error: type[MmgenErro
     if not sep or not all(parts):
         raise error(f"--set {override!r}: expected dotted.key=value")
     try:
-        value = yaml.safe_load(text)
-    except yaml.YAMLError:
-        raise error(f"--set {override!r}: the value is not valid YAML") from None
+        value = load_bounded(text)[1]
+    except yaml.YAMLError as exc:
+        problem = one_line(getattr(exc, "problem", None) or "not valid YAML")
+        raise error(f"--set {override!r}: the value is not valid YAML: {problem}") from None
     node: Any = data
     loc: list[str | int] = []
     for depth, part in enumerate(parts[:-1]):
@@ -144,7 +211,7 @@ def apply_override(data: dict[str, Any], override: str, *, error: type[MmgenErro
         except (KeyError, IndexError, TypeError):
             if not isinstance(node, dict):
                 missing = ".".join(parts[: depth + 1])
-                raise error(f"--set {key}: {missing} not found") from None
+                raise error(f"--set {one_line(key)}: {one_line(missing)} not found") from None
             node = node.setdefault(part, {})
     last = parts[-1]
     if isinstance(node, list) and last.isdigit() and int(last) < len(node):
@@ -153,7 +220,7 @@ def apply_override(data: dict[str, Any], override: str, *, error: type[MmgenErro
     if isinstance(node, dict):
         node[last] = value
         return (*loc, last)
-    raise error(f"--set {key}: cannot set {last!r} inside a {type(node).__name__}")
+    raise error(f"--set {one_line(key)}: cannot set {last!r} inside a {type(node).__name__}")
 
 
 def where(source: str | Path, lines: Origins, loc: Location) -> str:
@@ -174,8 +241,14 @@ def line_of(lines: Origins, loc: Location) -> int | str:
 def dotted(loc: Location) -> str:
     text = ""
     for part in loc:
+        if not isinstance(part, (int, str)) or (isinstance(part, str) and not _plain(part)):
+            part = repr(part)  # a key such as "a\x1e" stays on one line, and visible
         text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
     return text
+
+
+def _plain(key: str) -> bool:
+    return bool(key) and key.isprintable() and key.strip() == key
 
 
 def field_error(field: str, message: str) -> ValueError:
@@ -204,15 +277,35 @@ def _index(node: Any, loc: Location, lines: Origins, source: str, error, seen: s
                 raise error(f"{source}:{line}: {dotted((*loc, name))}: duplicate key")
             keys.add(name)
             lines[(*loc, name)] = key.start_mark.line + 1
+            typed = _typed_key(key)
+            if typed is not None:  # `1:` is the int 1 in the data (and in pydantic's errors)
+                lines.setdefault((*loc, typed), key.start_mark.line + 1)
             _index(value, (*loc, name), lines, source, error, seen)
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
             _index(item, (*loc, i), lines, source, error, seen)
 
 
+def _typed_key(key: Any) -> Any:
+    """A scalar key that loads as something other than a string (``1``, ``true``), as loaded."""
+    if not isinstance(key, yaml.ScalarNode) or key.tag == "tag:yaml.org,2002:str":
+        return None
+    try:
+        typed = yaml.constructor.SafeConstructor().construct_object(key)
+        hash(typed)
+    except (yaml.YAMLError, TypeError, ValueError):
+        return None
+    return None if isinstance(typed, str) else typed
+
+
 def _message(error: dict[str, Any], model: type[BaseModel], source: str, lines) -> tuple:
     # pydantic puts union branches and validator tags into loc; keep the keys of the data only
-    loc = tuple(part for part in error["loc"] if isinstance(part, int) or not _is_tag(part))
+    # (a key of the data that looks like a tag, such as `a[`, is a key: it has a line)
+    kept: list[Any] = []
+    for part in error["loc"]:
+        if isinstance(part, int) or (*kept, part) in lines or not _is_tag(part):
+            kept.append(part)
+    loc = tuple(kept)
     text = error["msg"].removeprefix("Value error, ")
     if text.startswith(_FIELD_MARK):
         _, field, text = text.split(_FIELD_MARK, 2)
@@ -220,7 +313,7 @@ def _message(error: dict[str, Any], model: type[BaseModel], source: str, lines) 
     if error["type"] == "extra_forbidden":
         owner = _walk(model, loc[:-1])
         known = [f.alias or name for name, f in owner.model_fields.items()] if owner else []
-        text = f"unknown key{did_you_mean(str(loc[-1]), known, listing=True)}"
+        text = f"unknown key{did_you_mean(str(loc[-1]), known, listing=True) if loc else ''}"
     elif error["type"] == "missing":
         text = "required key is missing"
     return loc, f"{where(source, lines, loc)}: {text}"
@@ -233,7 +326,9 @@ def _sort_key(lines: Origins, loc: Location) -> tuple:
 
 def _is_tag(part: str) -> bool:
     return part[:1].islower() and (
-        "[" in part or part in {"int", "str", "float", "bool", "none", "list", "dict"}
+        "[" in part
+        or part in {"int", "str", "float", "bool", "none", "list", "dict"}
+        or part.startswith(("constrained-", "function-"))
     )
 
 

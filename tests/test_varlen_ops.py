@@ -353,3 +353,54 @@ def test_compiles_with_fullgraph():
 def test_bad_input(call, error, message):
     with pytest.raises(error, match=message):
         call()
+
+
+@pytest.mark.parametrize(
+    "cu_seqlens", [[0, 2**32 + 2, 2**32 + 5], [0, -(2**32) + 2, 5], [0, 2**31, 2**31 + 1]]
+)
+def test_int64_cu_seqlens_are_range_checked_not_wrapped(cu_seqlens):
+    # narrowed to int32 without a check, [0, 2**32 + 2, 2**32 + 5] acted as [0, 2, 5]
+    wide = torch.tensor(cu_seqlens, dtype=torch.int64)
+    with pytest.raises(ValueError, match=r"pad_varlen: cu_seqlens: -?[0-9]+ does not fit"):
+        ops.pad_varlen(torch.ones(5, 2), wide, 3)
+    with pytest.raises(
+        ValueError, match=r"block_diagonal_causal_mask: cu_seqlens: .* does not fit torch\.int32"
+    ):
+        ops.block_diagonal_causal_mask(wide)
+    with pytest.raises(ValueError, match="does not fit"):
+        ops.pad_varlen(torch.ones(5, 2), cu_seqlens, 3)  # a list becomes int64 first
+    fits = torch.tensor([0, 2, 5], dtype=torch.int64)
+    assert ops.pad_varlen(torch.ones(5, 2), fits, 3).shape == (2, 3, 2)
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [  # found by the fuzz suite: torch's multi-line RuntimeErrors before
+        (lambda: ops.varlen_metadata(torch.ones(2, dtype=torch.long, device="meta")), "meta"),
+        (lambda: ops.unpad_varlen(torch.ones(2, 3, device="meta"), [1, 2]), "unpad_varlen: x"),
+        (lambda: ops.block_diagonal_causal_mask(torch.zeros(1, device="meta")), "meta tensor"),
+        (lambda: ops.plan_packs(torch.ones(2, device="meta"), 4), "plan_packs: lengths"),
+        (lambda: ops.pad_varlen(torch.ones(0), [], 0), "cu_seqlens must be 1-D"),
+        (lambda: ops.pad_varlen(torch.ones(0, device="meta"), [0], -1), "max_seqlen = -1"),
+        (lambda: ops.pad_varlen(torch.ones(2, dtype=torch.uint8), [0, 2], 2, -1.0), "value -1"),
+        (lambda: ops.pad_varlen(torch.ones(2, dtype=torch.long), [0, 2], 2, 0.5), "value 0.5"),
+    ],
+)
+def test_more_bad_input_is_a_value_error(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+def test_pad_varlen_on_meta_tensors_gives_the_shape():
+    out = ops.pad_varlen(torch.ones(5, 2, device="meta"), torch.tensor([0, 2, 5]), 3)
+    assert out.shape == (2, 3, 2) and out.device.type == "meta"
+
+
+@pytest.mark.parametrize("call", [
+    lambda: ops.varlen_metadata([1, 2**63 - 1]),
+    lambda: ops.unpad_varlen(torch.ones(2, 3), [1, 2**40]),
+])  # fmt: skip
+def test_a_length_past_int32_does_not_wrap_the_total(call):
+    # found by the fuzz suite: [1, 2**63 - 1] summed to a negative total in the kernel
+    with pytest.raises(ValueError, match=r"lengths\[1\] = [0-9]+ is more than 2\^31 - 1 tokens"):
+        call()

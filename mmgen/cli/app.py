@@ -5,12 +5,12 @@ from __future__ import annotations
 import typer
 from typer.core import TyperGroup
 
-from mmgen.errors import MmgenError
+from mmgen.errors import MmgenError, one_line
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
     """Print ``message`` as a red error line; return the Exit for the caller to raise."""
-    typer.secho(f"error: {message}", fg="red", err=True)
+    typer.secho(f"error: {one_line(message)}", fg="red", err=True)
     return typer.Exit(code)
 
 

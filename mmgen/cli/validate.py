@@ -14,7 +14,7 @@ def validate(
     """Check a spec: schema, names, formula, classes; print every problem as file:line."""
     from mmgen.codegen.context import context_errors
     from mmgen.codegen.references import error_line, reference_errors
-    from mmgen.errors import SpecError
+    from mmgen.errors import SpecError, one_line
     from mmgen.spec.loading import load_spec
 
     try:
@@ -25,6 +25,6 @@ def validate(
         messages = getattr(exc, "messages", [str(exc)])
     if messages:
         for message in messages:
-            typer.secho(f"error: {message}", fg="red", err=True)
+            typer.secho(f"error: {one_line(message)}", fg="red", err=True)
         raise typer.Exit(1)
     typer.secho(f"{spec}: valid spec for modality {loaded.names.snake!r}", fg="green")

@@ -6,11 +6,13 @@ so each template stays a small, straight file.
 from __future__ import annotations
 
 import ast
+import math
 from dataclasses import dataclass
 from typing import Any
 
 from mmgen.errors import SpecError, did_you_mean
-from mmgen.spec.formula import parse, to_python
+from mmgen.spec.formula import FormulaError, parse, to_python
+from mmgen.spec.formula_value import count_problem, value
 from mmgen.spec.schema import TIMM_FORMULA_FIELDS, Spec
 
 BUILTIN_ENCODERS = {
@@ -315,6 +317,13 @@ def context_errors(spec: Spec) -> list[SpecError]:
                 else:
                     continue
                 errors.append(spec.error(("num_embeddings",), message))
+        if not errors:
+            # module encoders' fields are their options (the test's over the spec's); the
+            # references check the other kinds' with the encoder built from the test block
+            plain = spec.encoder.kind not in ("transformers", "timm")
+            tiny = {**spec.encoder.options, **(spec.test.encoder or {})} if plain else {}
+            errors += count_errors(spec, tiny)
+    errors += non_finite_errors(spec)
     names = spec.names
     encoder, processor = _imported_classes(spec)
     generated = {names.loader_class, names.config_class, names.processor_class}
@@ -326,6 +335,47 @@ def context_errors(spec: Spec) -> list[SpecError]:
     if processor is not None and processor.name == encoder.name:
         message = "encoder and processor classes share a name"
         errors.append(spec.error(("processor", "class"), message))
+    return errors
+
+
+def count_errors(
+    spec: Spec, encoder: dict[str, Any], shape: tuple[int, ...] | None = None
+) -> list[SpecError]:
+    """The formula's count for the generated test's config and ``encoder`` fields: a count that
+    is no positive whole number there (``-5``, ``1e400``, nan) is refused now, not at run time.
+    A formula reading what is only known per item (``shape``, unless given) or not given is
+    not computed."""
+    if not isinstance(spec.num_embeddings, str):
+        return []
+    config = {f.name: f.default for f in config_fields(spec)}
+    config.update(hidden_size=spec.test.hidden_size, max_batch_size=4)  # as the test sets them
+    try:
+        count = value(spec.num_embeddings, encoder=encoder, config=config, shape=shape)
+    except FormulaError as exc:
+        return [spec.error(("num_embeddings",), f"for the test config {exc}")]
+    problem = count_problem(count) if count is not None else None
+    return [spec.error(("num_embeddings",), f"for the test config it {problem}")] if problem else []
+
+
+def non_finite_errors(spec: Spec) -> list[SpecError]:
+    """inf and nan in the spec's free-form values: no Python literal writes them."""
+    blocks = {
+        ("encoder", "options"): spec.encoder.options,
+        ("processor", "options"): spec.processor.options,
+        ("loader", "options"): spec.loader.options,
+        ("test", "encoder"): spec.test.encoder or {},
+        ("test", "processor"): spec.test.processor or {},
+        ("test", "sample", "options"): spec.test.sample.options,
+    }
+    errors = []
+    for where, block in blocks.items():
+        for key, held in block.items():
+            items = held if isinstance(held, (list, dict)) else [held]
+            for item in items.values() if isinstance(items, dict) else items:
+                if isinstance(item, float) and not math.isfinite(item):
+                    message = f"{item} is not a finite number"
+                    errors.append(spec.error((*where, key), message))
+                    break
     return errors
 
 

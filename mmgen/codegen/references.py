@@ -16,9 +16,10 @@ from __future__ import annotations
 import functools
 from typing import Any
 
+from mmgen.codegen.context import count_errors
 from mmgen.errors import SpecError, did_you_mean
 from mmgen.spec.formula import parse
-from mmgen.spec.schema import Spec
+from mmgen.spec.schema import TIMM_FORMULA_FIELDS, Spec
 
 # names of classes and fields: suggest only close matches
 _hint = functools.partial(did_you_mean, cutoff=0.7)
@@ -39,13 +40,21 @@ def reference_errors(spec: Spec) -> list[SpecError]:
     for block in ("processor", "encoder"):
         dotted = getattr(spec, block).class_
         module, _, name = (dotted or "").rpartition(".")
+        if dotted and module != "transformers":
+            problem = _foreign_class_problem(module, name)
+            if problem:
+                errors.append(spec.error((block, "class"), problem))
+            continue
         if module != "transformers":
             continue
-        if name in _transformers_names():
-            classes[block] = name
-        else:
+        if name not in _transformers_names():
             message = f"transformers has no class {name!r}{_hint(name, _transformers_names())}"
             errors.append(spec.error((block, "class"), message))
+        elif block == "encoder" and not _is_model_class(name):
+            message = f"transformers.{name} is not a model class (a PreTrainedModel)"
+            errors.append(spec.error((block, "class"), message))
+        else:
+            classes[block] = name
     if spec.projector.kind == "mlp":
         from transformers.activations import ACT2FN
 
@@ -60,6 +69,32 @@ def reference_errors(spec: Spec) -> list[SpecError]:
     if spec.encoder.kind == "timm":
         errors += _timm_errors(spec)
     return sorted(errors, key=error_line)
+
+
+def _foreign_class_problem(module: str, name: str) -> str | None:
+    """Why ``module.name`` (never imported: the module may be the user's) cannot be a class
+    the generated code builds, or None: a standard-library module holds no model, and a class
+    is named in CamelCase (``os.system`` is a function)."""
+    import sys
+
+    top = module.partition(".")[0]
+    if top in sys.stdlib_module_names or top == "builtins":
+        return f"{module}.{name} is in Python's standard library, not a model or processor class"
+    if not name[0].isupper():
+        return f"{name!r} is not a class name (a class is CamelCase, e.g. {name.title()!r})"
+    return None
+
+
+def _is_model_class(name: str) -> bool:
+    import transformers
+
+    try:
+        found = getattr(transformers, name)
+    except Exception:  # a class whose backend is missing: its import error is the user's
+        return True
+    if name.startswith("AutoModel"):  # picks the model class from the checkpoint's config
+        return True
+    return isinstance(found, type) and issubclass(found, transformers.PreTrainedModel)
 
 
 def check_references(spec: Spec) -> None:
@@ -101,6 +136,12 @@ def _encoder_config_errors(spec: Spec, encoder_class: str) -> list[SpecError]:
         for key in tiny
         if not hasattr(defaults, key)
     ]
+    if fields and not errors:
+        try:  # the test's tiny encoder, whose fields the generated test's count reads
+            built = config_class(**tiny)
+        except Exception:  # a field the config refuses: the generated test fails on it itself
+            return errors
+        errors += count_errors(spec, {f: getattr(built, f) for f in fields})
     return errors
 
 
@@ -182,11 +223,18 @@ def _timm_errors(spec: Spec) -> list[SpecError]:
                     errors.append(spec.error(("encoder", loc), f"{exc}{note}"))
         if fits:
             try:  # a forward pass on a meta image: sizes that do not fit each other
-                timm_encoders.timm_info(
+                info = timm_encoders.timm_info(
                     encoder.model, options, encoder.feature_layer, encoder.pooling
                 )
             except (MmgenError, RuntimeError, ValueError, AssertionError) as exc:
                 errors.append(spec.error(where, f"the model fails on its input size: {exc}"))
+                continue
+            if where[0] == "test" and isinstance(spec.num_embeddings, str):
+                formula = parse(spec.num_embeddings)
+                fields = formula.encoder_fields
+                if (fields or formula.uses_shape) and fields <= set(TIMM_FORMULA_FIELDS):
+                    found = {f: getattr(info, f) for f in fields}
+                    errors += count_errors(spec, found, shape=info.input_size)
     return errors
 
 

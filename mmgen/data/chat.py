@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mmgen.data.rows import Turn
-from mmgen.errors import ConfigError
+from mmgen.errors import ConfigError, DataError
 
 _GENERATION_TAG = re.compile(r"\{%-?\s*generation\s*-?%\}")
 ASSISTANT = "assistant"
@@ -78,9 +78,17 @@ def plain_segments(
 
 
 def _render(tokenizer: Any, template: str, messages: list[dict], generation: bool) -> str:
-    return tokenizer.apply_chat_template(
-        messages, chat_template=template, tokenize=False, add_generation_prompt=generation
-    )
+    from jinja2 import TemplateError
+
+    try:
+        return tokenizer.apply_chat_template(
+            messages, chat_template=template, tokenize=False, add_generation_prompt=generation
+        )
+    except (TemplateError, ValueError) as exc:  # the template's raise_exception, no messages
+        message = " ".join(str(exc).split()) or type(exc).__name__
+        raise DataError(
+            f"the chat template refuses the conversation: {message}", reason="malformed row"
+        ) from None
 
 
 def _prefix_spans(

@@ -362,7 +362,11 @@ def write_index(index: DataIndex, path: Path) -> None:
     from safetensors.numpy import save_file
 
     tensors = {name: getattr(index, name) for name in _ARRAYS}
-    skipped = {"reasons": dict(index.skipped.reasons), "examples": index.skipped.examples}
+    skipped = {
+        "reasons": dict(index.skipped.reasons),
+        "examples": index.skipped.examples,
+        "firsts": index.skipped.firsts,
+    }
     metadata = {
         "format": FORMAT,
         "version": str(VERSION),
@@ -393,6 +397,7 @@ def read_index(path: Path) -> DataIndex | None:
         record = json.loads(metadata["skipped"])
         skipped.reasons.update(record["reasons"])
         skipped.examples[:] = record["examples"]
+        skipped.firsts.update(record.get("firsts", {}))
         modalities = json.loads(metadata["modalities"])
         index = DataIndex(
             total=int(metadata["total"]), skipped=skipped, modalities=modalities, **arrays

@@ -37,7 +37,7 @@ from mmgen.data.chat import ASSISTANT, Segment, plain_segments, template_segment
 from mmgen.data.rows import Entry, Row, parse_row
 from mmgen.data.sample import ModalityItem, ProcessedSample, SampleSize, cut_point
 from mmgen.data.skips import SkipLog
-from mmgen.errors import ConfigError, DataError
+from mmgen.errors import ConfigError, DataError, reason_of
 from mmgen.loaders._source import resolve_paths
 from mmgen.modality.base import BaseModalityLoader, BaseModalityProcessor
 from mmgen.modality.registry import AutoModalityLoader
@@ -296,7 +296,15 @@ class MultimodalProcessor:
         )
         if generation and row.turns and row.turns[-1].role == ASSISTANT:
             row = replace(row, turns=row.turns[:-1])
-        segments = self._segments(row, generation)
+            if not row.turns:
+                raise DataError(
+                    f"{row.where}: nothing to answer: the conversation is one assistant turn",
+                    reason="malformed row",
+                )
+        try:
+            segments = self._segments(row, generation)
+        except DataError as exc:
+            raise DataError(f"{row.where}: {exc}", reason=reason_of(exc)) from None
         pieces = self._pieces(segments)
         self._check_counts(row, pieces)
         return row, segments, pieces

@@ -301,6 +301,8 @@ def open_source(
         if path.is_dir():
             return _hf_source(_load_from_disk(path), split, path.name, base or path.resolve())
         if not path.is_file():
+            if path.exists():  # a FIFO or a device: reading it could block or never end
+                raise DataError(f"{path}: not a regular file (a device, FIFO or socket)")
             raise DataError(f"data file not found: {path}")
         suffix = path.suffix.lower()
         if suffix in (".jsonl", ".ndjson"):

@@ -92,6 +92,8 @@ def parse_row(
         raise _malformed(f"{where}: needs 'conversations', 'messages' or 'text'")
     if text is not None and not isinstance(text, str):
         raise _malformed(f"{where}: field 'text' must be a string, got {type(text).__name__}")
+    if text is not None:
+        _check_unicode(text, where, "text")
     tokens = {n: (placeholders or {}).get(n) or default_placeholder_token(n) for n in names}
     parts: list[Entry] = []  # media carried by typed content parts, in text order
     turns = None
@@ -145,6 +147,8 @@ def _turns(
                 f"{where}: field {field}.{content_key} must be a string or a list of parts,"
                 f" got {type(content).__name__}"
             )
+        _check_unicode(role, where, f"{field}.role")
+        _check_unicode(content, where, f"{field}.{content_key}")
         turns.append(Turn(role, content))
     return turns
 
@@ -202,6 +206,17 @@ def _entry(field: str, name: str, value: Any, where: str) -> Entry:
 
 def _given(values: Any) -> bool:
     return not isinstance(values, (list, tuple)) or len(values) > 0
+
+
+def _check_unicode(text: str, where: str, field: str) -> None:
+    """A JSON ``\\ud800`` escape gives a lone surrogate: no tokenizer can encode it."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise _malformed(
+            f"{where}: field {field} holds a lone surrogate ({text[exc.start]!r} at character"
+            f" {exc.start + 1}), not Unicode text"
+        ) from None
 
 
 def _malformed(message: str) -> DataError:

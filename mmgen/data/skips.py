@@ -25,11 +25,13 @@ logger = logging.getLogger("mmgen.data")
 
 
 class SkipLog:
-    """Counts skipped samples by reason and keeps the first few messages."""
+    """Counts skipped samples by reason and keeps the first few messages, and the first
+    message of every reason (``firsts``)."""
 
     def __init__(self, keep: int = 3) -> None:
         self.reasons: Counter[str] = Counter()
         self.examples: list[str] = []
+        self.firsts: dict[str, str] = {}
         self._keep = keep
 
     def attempt(
@@ -48,6 +50,7 @@ class SkipLog:
 
     def add(self, reason: str, error: BaseException | str) -> None:
         self.reasons[reason] += 1
+        self.firsts.setdefault(reason, str(error))
         if len(self.examples) < self._keep:
             self.examples.append(str(error))
         logger.debug("skipped (%s): %s", reason, error)
@@ -60,7 +63,8 @@ class SkipLog:
         return self.count
 
     def report(self, total: int | None = None) -> str:
-        """One line: ``skipped 3 of 120 samples (2 missing files, 1 malformed line); first: ..``."""
+        """One line: ``skipped 3 of 120 samples (2 missing files, 1 malformed line); first
+        missing file: ...; first malformed line: ...`` (the first example of each reason)."""
         if not self.count:
             return "skipped 0 samples"
         of = f" of {total}" if total is not None else ""
@@ -69,7 +73,11 @@ class SkipLog:
             f"{n} {_PLURALS.get(reason, reason) if n != 1 else reason}"
             for reason, n in sorted(self.reasons.items())
         )
-        return f"skipped {self.count}{of} {samples} ({reasons}); first: {self.examples[0]}"
+        firsts = "; ".join(
+            f"first {reason}: {self.firsts.get(reason) or self.examples[0]}"
+            for reason in sorted(self.reasons)
+        )
+        return f"skipped {self.count}{of} {samples} ({reasons}); {firsts}"
 
 
 _PLURALS = {

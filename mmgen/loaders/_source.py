@@ -38,10 +38,14 @@ class Source:
             handle, what = io.BytesIO(self.payload), f"{media} bytes"
         elif self.payload.is_file():
             handle, what = self.payload, f"{media} file {self.payload}"
+        elif self.payload.exists():  # a folder, FIFO or device: never opened
+            raise DataError(f"not a regular file: {self.payload}", reason="unreadable media")
         else:
             raise DataError(f"file not found: {self.payload}", reason="missing file")
         try:
             return decoder(handle)
+        except DataError:  # the decoder's own verdict (e.g. a size limit) stands as it is
+            raise
         except errors as exc:
             raise DataError(f"cannot decode {what}: {exc}", reason="unreadable media") from exc
 

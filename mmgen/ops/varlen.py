@@ -20,6 +20,7 @@ The autograd backward of pad/unpad is sync-free on CUDA.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -66,8 +67,10 @@ def plan_packs(
             ``items`` / ``max_items``.
         TypeError: non-integer lengths or items.
     """
+    _needs_values(lengths, "plan_packs: lengths")
     lengths = _as_int(lengths, torch.int64, "plan_packs: lengths").cpu()
     if items is not None:
+        _needs_values(items, "plan_packs: items")
         items = _as_int(items, torch.int64, "plan_packs: items").cpu()
     return torch.ops.mmgen.plan_packs(
         lengths, int(capacity), strategy, items, None if max_items is None else int(max_items)
@@ -89,9 +92,12 @@ def varlen_metadata(
     outputs, unless ``validate=False`` and both sizes are given (then sync-free, checked by
     device-side asserts).
     """
-    lengths = _as_int(lengths, torch.int64, "varlen_metadata: lengths")
+    if total is None or max_seqlen is None:
+        _needs_values(lengths, "varlen_metadata: lengths")
+    lengths = _as_int(lengths, torch.int64, "varlen_metadata: lengths", validate)
     total = _size(total, "varlen_metadata: total")
     max_seqlen = _size(max_seqlen, "varlen_metadata: max_seqlen")
+    _fits_int32(lengths, "varlen_metadata", validate)
     return VarlenMetadata(
         *torch.ops.mmgen.varlen_metadata(
             lengths, total=total, max_seqlen=max_seqlen, validate=validate
@@ -114,8 +120,19 @@ def pad_varlen(
     ``cu_seqlens`` on the GPU skips the host check of ``cu_seqlens``: sync-free, checked by
     device-side asserts (``max_seqlen`` and ``x.shape[0]`` give every size).
     """
-    cu_seqlens = _as_int(cu_seqlens, torch.int32, "pad_varlen: cu_seqlens")
+    cu_seqlens = _as_int(cu_seqlens, torch.int32, "pad_varlen: cu_seqlens", validate)
     max_seqlen = _size(max_seqlen, "pad_varlen: max_seqlen")
+    if cu_seqlens.dim() != 1 or cu_seqlens.shape[0] == 0:
+        shape = tuple(cu_seqlens.shape)
+        raise ValueError(f"pad_varlen: cu_seqlens must be 1-D (N+1,) from 0, got shape {shape}")
+    if max_seqlen < 0:
+        raise ValueError(f"pad_varlen: max_seqlen = {max_seqlen} is negative")
+    if isinstance(x, torch.Tensor) and not (x.dtype.is_floating_point or x.dtype.is_complex):
+        info = torch.iinfo(x.dtype) if x.dtype != torch.bool else None
+        low, high = (info.min, info.max) if info else (0, 1)
+        whole = math.isfinite(value) and float(value) == int(value)
+        if not whole or not low <= int(value) <= high:
+            raise ValueError(f"pad_varlen: value {value} does not fit x's dtype {x.dtype}")
     return torch.ops.mmgen.pad_varlen(x, cu_seqlens, max_seqlen, value, validate=validate)
 
 
@@ -132,8 +149,12 @@ def unpad_varlen(
     sum of the lengths), when given, must equal it; on CUDA, ``validate=False`` with ``total``
     given and ``lengths`` on the GPU is sync-free (checked by device-side asserts).
     """
-    lengths = _as_int(lengths, torch.int64, "unpad_varlen: lengths")
+    if total is None:
+        _needs_values(lengths, "unpad_varlen: lengths")
+        _needs_values(x, "unpad_varlen: x")
+    lengths = _as_int(lengths, torch.int64, "unpad_varlen: lengths", validate)
     total = _size(total, "unpad_varlen: total")
+    _fits_int32(lengths, "unpad_varlen", validate)
     return torch.ops.mmgen.unpad_varlen(x, lengths, total=total, validate=validate)
 
 
@@ -154,7 +175,10 @@ def block_diagonal_causal_mask(
     ``total`` (T, the last boundary), when given, must equal ``cu_seqlens[-1]``; on CUDA,
     ``validate=False`` with ``total`` given is sync-free (checked by device-side asserts).
     """
-    cu_seqlens = _as_int(cu_seqlens, torch.int32, "block_diagonal_causal_mask: cu_seqlens")
+    if total is None:
+        _needs_values(cu_seqlens, "block_diagonal_causal_mask: cu_seqlens")
+    name = "block_diagonal_causal_mask: cu_seqlens"
+    cu_seqlens = _as_int(cu_seqlens, torch.int32, name, validate)
     total = _size(total, "block_diagonal_causal_mask: total")
     return torch.ops.mmgen.block_diagonal_causal_mask(
         cu_seqlens, dtype, total=total, validate=validate
@@ -171,7 +195,39 @@ def _size(value: int | None, name: str) -> int | None:
     return int(value)
 
 
-def _as_int(values: torch.Tensor | Sequence[int], dtype: torch.dtype, name: str) -> torch.Tensor:
+def _checks_values(values: torch.Tensor, validate: bool) -> bool:
+    """Whether the host may read ``values`` to check them: not on the meta device (no values),
+    not while torch.compile traces (a branch on data breaks the graph), and not on a GPU under
+    ``validate=False`` (sync-free: the device-side asserts check there)."""
+    if values.device.type == "meta" or torch.compiler.is_compiling():
+        return False
+    return validate or values.device.type == "cpu"
+
+
+def _fits_int32(lengths: torch.Tensor, op: str, validate: bool = True) -> None:
+    """One length past int32 would wrap the kernels' int64 running total (``[1, 2**63 - 1]``
+    summed to a negative number that passed their check): refuse it here."""
+    if lengths.numel() and _checks_values(lengths, validate):
+        longest, at = (int(v) for v in lengths.reshape(-1).max(0))
+        if longest > torch.iinfo(torch.int32).max:
+            raise ValueError(
+                f"{op}: lengths[{at}] = {longest} is more than 2^31 - 1 tokens; cu_seqlens is int32"
+            )
+
+
+def _needs_values(values: object, name: str) -> None:
+    """Ops whose output size follows their values cannot run on meta tensors (FakeTensors, as
+    torch.compile traces with, are fine): say so instead of torch's multi-line error."""
+    if isinstance(values, torch.Tensor) and values.device.type == "meta":
+        raise ValueError(
+            f"{name} is a meta tensor, but this op's output size depends on data values;"
+            " trace with FakeTensors (torch.compile) instead"
+        )
+
+
+def _as_int(
+    values: torch.Tensor | Sequence[int], dtype: torch.dtype, name: str, validate: bool = True
+) -> torch.Tensor:
     """``values`` as an integer tensor of ``dtype``; floats are refused, not truncated."""
     if not isinstance(values, torch.Tensor):
         values = torch.as_tensor(values)
@@ -179,6 +235,14 @@ def _as_int(values: torch.Tensor | Sequence[int], dtype: torch.dtype, name: str)
         return values.to(dtype)
     if values.dtype.is_floating_point or values.dtype.is_complex or values.dtype == torch.bool:
         raise TypeError(f"{name} must hold integers, got {values.dtype}")
+    narrowing = values.dtype != dtype and values.dtype.itemsize > dtype.itemsize
+    if narrowing and _checks_values(values, validate):
+        # narrowing wraps silently (2**32 + 2 would act as 2): check the range first
+        info = torch.iinfo(dtype)
+        low, high = int(values.min()), int(values.max())
+        if low < info.min or high > info.max:
+            bad = high if high > info.max else low
+            raise ValueError(f"{name}: {bad} does not fit {dtype} ({info.min}..{info.max})")
     return values.to(dtype)
 
 

@@ -44,6 +44,9 @@ NAMESPACES = ("encoder", "config", "processor")
 _BINARY = (ast.Add, ast.Sub, ast.Mult, ast.Div, ast.FloorDiv, ast.Mod, ast.Pow)
 _MAX_LENGTH = 200
 _MAX_POWER = 64  # keeps `2 ** 100000` from hanging the generated code
+# the literal exponents of nested powers multiply (and products add them up): bounding that
+# degree bounds the result's size, which `((9 ** 64) ** 64) ** 64` would not be per exponent
+_MAX_DEGREE = 256
 
 
 class FormulaError(ValueError):
@@ -98,6 +101,10 @@ def _check(node: ast.AST, found: dict[str, set[str]]) -> None:
             raise FormulaError(f"operator {type(node.op).__name__} is not allowed")
         if isinstance(node.op, ast.Pow):
             _check_exponent(node.right)
+            if _degree(node) > _MAX_DEGREE:
+                raise FormulaError(
+                    f"nested powers too large (their exponents multiply to more than {_MAX_DEGREE})"
+                )
         _check(node.left, found)
         _check(node.right, found)
     elif isinstance(node, ast.UnaryOp):
@@ -155,6 +162,22 @@ def _check_exponent(node: ast.AST) -> None:
         )
     if abs(bare.value) > _MAX_POWER:
         raise FormulaError(f"exponent {bare.value} is too large (at most {_MAX_POWER})")
+
+
+def _degree(node: ast.AST) -> float:
+    """How many times the formula's largest input is multiplied into the result, at most."""
+    if isinstance(node, ast.BinOp):
+        left, right = _degree(node.left), _degree(node.right)
+        if isinstance(node.op, ast.Pow):
+            bare = node.right.operand if isinstance(node.right, ast.UnaryOp) else node.right
+            exponent = bare.value if isinstance(bare, ast.Constant) else 1  # a field: trusted
+            return left * max(1, abs(exponent))
+        return left + right if isinstance(node.op, ast.Mult) else max(left, right)
+    if isinstance(node, ast.UnaryOp):
+        return _degree(node.operand)
+    if isinstance(node, ast.Call):
+        return max(_degree(arg) for arg in node.args)
+    return 1
 
 
 def to_python(

@@ -36,6 +36,7 @@ OneLine = Annotated[str, S(pattern=r"^[^\n\r]*$", min_length=1, max_length=200)]
 Scalar = bool | int | float | str
 JSONValue = Scalar | list[Scalar] | dict[str, Scalar] | None
 ValueKind = Literal["bytes", "path", "array"]
+Count = Annotated[int, Field(strict=True, gt=0, le=2**31 - 1)]  # not `true`; fits a sequence
 # what a kind: timm encoder tells a num_embeddings formula (encoder.<field>): rows per image,
 # the token grid, class/register tokens, row width, input size, feature layers
 # (mmgen.nn.timm_encoders.TimmInfo computes them from the model)
@@ -289,7 +290,7 @@ class Spec(Strict):
     loader: LoaderSpec = Field(default_factory=LoaderSpec)
     processor: ProcessorSpec
     encoder: EncoderSpec
-    num_embeddings: Annotated[int, Field(gt=0)] | Annotated[str, S(min_length=1, max_length=200)]
+    num_embeddings: Count | Annotated[str, S(min_length=1, max_length=200)]
     length: LengthSpec | None = None
     boundary: BoundarySpec | None = None
     projector: ProjectorSpec = Field(default_factory=ProjectorSpec)

@@ -11,6 +11,7 @@ from typing import Any
 
 from mmgen.data.batch import to_device
 from mmgen.data.skips import SkipLog
+from mmgen.errors import DataError
 from mmgen.train import build
 from mmgen.train.config import TrainConfig
 from mmgen.train.distributed import World
@@ -32,6 +33,12 @@ class TrainData:
         self.source_names = self.mixture.names if self.mixture is not None else []
         self._source_tokens: list[Any] = []  # per batch drawn: real tokens of each source
         self.eval = build.load_split(config, processor, "eval") if config.data.eval else None
+        # samples whose loss has nothing to learn (no assistant answer, or it was cut off)
+        self.unlearnt = {
+            split: _unlearnt(config, split, dataset)
+            for split, dataset in (("train", self.train), ("eval", self.eval))
+            if dataset is not None
+        }
         self.test_skips = SkipLog()
         self.test = build.open_test(config, processor, self.test_skips)
         # the stream reseeds the loader's own generator: the global RNG is left to the model
@@ -111,6 +118,10 @@ class TrainData:
                 slots += batch["input_ids"].numel()
         return float(tokens), float(slots), sources
 
+    def _unlearnt(self, split: str) -> str:
+        count = self.unlearnt.get(split, 0)
+        return f"; {count} without tokens to learn" if count else ""
+
     def eval_batches(self) -> list[list[int]]:
         """The eval split in batches of dataset indices, in order (no shuffling), each batch once:
         ``evaluate.eval_loss`` deals them to the ranks."""
@@ -136,11 +147,11 @@ class TrainData:
         return [source[i] for i in range(len(source))] if source is not None else []
 
     def describe(self) -> str:
-        lines = [f"data: train {self.train.report()}"]
+        lines = [f"data: train {self.train.report()}{self._unlearnt('train')}"]
         if self.mixture is not None:
             lines += [f"data:   {line}" for line in self.mixture.source_lines()]
         if self.eval is not None:
-            lines.append(f"data: eval {self.eval.report()}")
+            lines.append(f"data: eval {self.eval.report()}{self._unlearnt('eval')}")
         if self.test is not None:
             skipped = f"; {self.test_skips.report()}" if self.test_skips.count else ""
             lines.append(f"data: test {len(self.test)} samples{skipped}")
@@ -152,6 +163,21 @@ class TrainData:
                 + (f", {stats['dropped']} over-long dropped" if stats["dropped"] else "")
             )
         return "\n".join(lines)
+
+
+def _unlearnt(config: TrainConfig, split: str, dataset: Any) -> int:
+    """Kept samples of ``split`` without a token to learn; none with one is an error (the loss
+    would be 0 and nothing would train)."""
+    import numpy as np
+
+    sources = [s.dataset for s in dataset.sources] if hasattr(dataset, "sources") else [dataset]
+    targets = np.concatenate([np.asarray(source.index.targets) for source in sources])
+    if not targets.any():
+        raise DataError(
+            f"{config.where('data', split)}: no sample has tokens to learn (no assistant"
+            f" answers): {len(targets)} of {len(targets)} samples have none"
+        )
+    return int((targets == 0).sum())
 
 
 def target_tokens(batch: dict[str, Any]) -> int:

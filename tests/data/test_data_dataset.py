@@ -194,8 +194,10 @@ def test_skip_counts_and_reports(tmp_path, processor, caplog):
     report = dataset.report()
     assert report.startswith(
         "2 of 6 samples kept; skipped 4 of 6 samples (1 malformed line, 1 missing file,"
-        " 1 placeholder mismatch, 1 unreadable media); first: "
+        " 1 placeholder mismatch, 1 unreadable media); first malformed line: "
     )
+    for reason in ("missing file", "placeholder mismatch", "unreadable media"):
+        assert f"; first {reason}: " in report  # the first example of every reason
     assert "mixed.jsonl:2: malformed JSONL line" in report
     assert report in caplog.text
     # the processor's own on_error is the default

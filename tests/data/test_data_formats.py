@@ -182,7 +182,11 @@ def test_skip_counts_each_reason(tmp_path, processor):
     }
     assert dataset.report().startswith(
         "2 of 9 samples kept; skipped 7 of 9 samples (2 malformed rows, 1 missing file,"
-        " 1 placeholder mismatch, 1 remote media, 2 unreadable media); first: sample 's'"
+        " 1 placeholder mismatch, 1 remote media, 2 unreadable media); first malformed row:"
+        " sample at "
+    )
+    assert "t.json[3]: expected a JSON object, got int; first missing file: sample 's'" in (
+        dataset.report()
     )
 
 

@@ -330,3 +330,24 @@ def test_an_instance_at_the_start_that_does_not_fit_is_an_error(chat_tokenizer, 
     chat_tokenizer.bos_token = None
     with pytest.raises(DataError, match=r"cannot shorten .*first modality instance"):
         processor(no_bos)
+
+
+def test_a_prompt_of_one_assistant_turn_is_a_data_error(chat_tokenizer, processors):
+    # found by the fuzz suite: the server answered it with a 500 (the template got no message)
+    processor = MultimodalProcessor(chat_tokenizer, processors)
+    row = {"id": "r", "messages": [{"role": "assistant", "content": "hi"}]}
+    with pytest.raises(DataError, match="sample 'r': nothing to answer: the conversation is one"):
+        processor.process(row, generation=True)
+
+
+def test_a_template_that_refuses_a_conversation_is_a_data_error(processors):
+    strict = (
+        "{% for m in messages %}{% if m['role'] == 'system' %}"
+        "{{ raise_exception('no system turns here') }}{% endif %}{{ m['content'] }}{% endfor %}"
+    )
+    processor = MultimodalProcessor(make_tokenizer(strict), processors, on_error="skip")
+    row = {"id": "s", "conversations": [{"role": "system", "content": "x"},
+                                        {"role": "user", "content": "y"},
+                                        {"role": "assistant", "content": "z"}]}  # fmt: skip
+    with pytest.raises(DataError, match="sample 's': the chat template refuses the conversation"):
+        processor.process(row)
