@@ -404,3 +404,11 @@ def test_a_length_past_int32_does_not_wrap_the_total(call):
     # found by the fuzz suite: [1, 2**63 - 1] summed to a negative total in the kernel
     with pytest.raises(ValueError, match=r"lengths\[1\] = [0-9]+ is more than 2\^31 - 1 tokens"):
         call()
+
+
+def test_the_kernel_itself_refuses_a_total_past_int32():
+    # below the Python guard: the C++ sum is checked before each addition, so [1, 2**63 - 1]
+    # cannot wrap its int64 running total into a negative number that passes
+    lengths = torch.tensor([1, 2**63 - 1])
+    with pytest.raises(ValueError, match=r"add up to more than 2\^31 - 1 tokens at lengths\[1\]"):
+        torch.ops.mmgen.varlen_metadata(lengths)

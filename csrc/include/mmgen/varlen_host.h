@@ -42,10 +42,11 @@ inline at::Tensor host_cu_seqlens(const at::Tensor& lengths, const char* op, Ext
   out[0] = 0;
   for (int64_t i = 0; i < n; ++i) {
     TORCH_CHECK_VALUE(len[i] >= 0, op, ": lengths[", i, "] = ", len[i], " is negative");
-    total += len[i];
-    TORCH_CHECK_VALUE(total <= std::numeric_limits<int32_t>::max(), op,
+    // checked before adding: total <= 2^31 - 1 here, so the difference cannot overflow
+    TORCH_CHECK_VALUE(len[i] <= std::numeric_limits<int32_t>::max() - total, op,
                       ": the lengths add up to more than 2^31 - 1 tokens at lengths[", i,
                       "]; cu_seqlens is int32");
+    total += len[i];
     longest = len[i] > longest ? len[i] : longest;
     out[i + 1] = static_cast<int32_t>(total);
   }
