@@ -225,7 +225,8 @@ def test_given_python_without_cuda_torch_stops_at_the_first_step(monkeypatch, tm
 
 def test_readme_gpu_table_matches_the_plan():
     readme = (ROOT / "README.md").read_text()
-    section = readme[readme.index("\n## GPU\n") : readme.index("\n## Architecture\n")]
+    start = readme.index("\n## GPU\n")
+    section = readme[start : readme.index("\n## ", start + 1)]  # up to the next section
     rows = [line.split("|")[1:4] for line in section.splitlines() if line.startswith("| ")][2:]
     table = [(name.strip(), kind.strip(), limit.strip()) for name, kind, limit in rows]
     steps = plan.steps("/venv/bin/python", Path("/out"))
