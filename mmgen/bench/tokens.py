@@ -202,7 +202,8 @@ def _build(sizes: Sizes) -> tuple[Any, list[Row]]:
                 placeholder_ids=model.placeholder_ids,
             )
             dataset = MultimodalDataset(rows_data, processor, cache=True)
-            positions = int(sum(dataset[i].items[0].num_embeddings for i in range(len(dataset))))
+            index = dataset.index  # every item's span, as the scan measured it
+            positions = int((index.ends - index.starts).sum())
             text = int(dataset.lengths.sum()) - positions
             packs = list(packed_dataloader(dataset, sizes.capacity, seed=sizes.seed))
             useful = text + min(real_audio, positions)

@@ -4,8 +4,8 @@
 
 Rows are read as training reads them (``mmgen.data.readers.open_source``: JSONL, JSON lists,
 parquet, ``save_to_disk`` folders; every row layout), processed as prompts (a final assistant
-turn is the row's reference, left out of the prompt), and generated in batches of prompts of
-similar length. Each line holds the row's position and id, the prompt, the generated text, the
+turn is the row's reference, left out of the prompt), and generated in batches of consecutive
+rows. Each line holds the row's position and id, the prompt, the generated text, the
 reference when the row has one, and token counts. Lines are appended (and flushed) as batches
 finish, so a crash loses only the batch in flight; running again skips the rows already written.
 """
@@ -69,7 +69,7 @@ def predict(
     out.parent.mkdir(parents=True, exist_ok=True)
 
     def prepare(positions: list[int]) -> tuple[dict[int, dict[str, Any]], list[tuple]]:
-        """A window's error lines and its prompts, sorted by length."""
+        """A window's error lines and its prompts (one batch: their order pads nothing)."""
         lines: dict[int, dict[str, Any]] = {}
         prompts = []
         for position in positions:
@@ -88,7 +88,6 @@ def predict(
             reference = _reference(reference_answer, processor, row)
             prompt = processor.render(row.row, origin=row.origin, generation=True)
             prompts.append((position, sample, reference, prompt))
-        prompts.sort(key=lambda entry: entry[1].length)
         return lines, prompts
 
     # windows of one batch: a thread prepares the next batch while this one generates, both on
